@@ -1,0 +1,42 @@
+"""The pure core of identity-enricher: the SPEC rules as plain functions, no I/O.
+
+Given a device's state and one raw event, :func:`enrich_event` returns the new state and the
+messages. Ids and times come in as arguments; nothing here reads a clock or a random source.
+"""
+
+from enrichers.enrich import (
+    EventOutcome,
+    Source,
+    Status,
+    enrich_event,
+    resolve_device,
+    resolve_message_id,
+)
+from enrichers.identity import DeviceRef, Identity
+from enrichers.ip import IpPolicy
+from enrichers.policy import DEFAULT_POLICY, Policy
+from enrichers.profiles import GroupProfileUpdate, UserProfileUpdate
+from enrichers.raw import RawEvent, RejectCode, Rejection, parse_raw_event
+from enrichers.state import EMPTY_DEVICE, DeviceState
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "EMPTY_DEVICE",
+    "DeviceRef",
+    "DeviceState",
+    "EventOutcome",
+    "GroupProfileUpdate",
+    "Identity",
+    "IpPolicy",
+    "Policy",
+    "RawEvent",
+    "RejectCode",
+    "Rejection",
+    "Source",
+    "Status",
+    "UserProfileUpdate",
+    "enrich_event",
+    "parse_raw_event",
+    "resolve_device",
+    "resolve_message_id",
+]

@@ -1,0 +1,162 @@
+"""One raw event through all the rules: the core's entry point.
+
+``bytes -> parse_raw_event -> resolve_device -> enrich_event(state, ...) -> (state, messages)``
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from enrichers.context import build_context
+from enrichers.identity import DeviceRef, Identity, apply_identity
+from enrichers.ids import derived_message_id, message_id_digest, new_visitor_device_key
+from enrichers.messages import build_warehouse_message, split_outputs
+from enrichers.policy import Policy
+from enrichers.profiles import GroupProfileUpdate, UserProfileUpdate
+from enrichers.raw import RawEvent
+from enrichers.state import RECENT_MESSAGE_IDS, DeviceState
+from enrichers.timestamps import resolve_times
+from enrichers.values import id_string, is_truthy
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a raw record came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    timestamp_ms: int
+
+    @property
+    def stream(self) -> str:
+        """The name under which a device remembers the last offset applied from here (R34)."""
+        return f"{self.topic}/{self.partition}"
+
+    def __str__(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+class Status(StrEnum):
+    MESSAGE = "message"  # a message event: one message per output (R29)
+    CONTROL = "control"  # a control event: state only (R29)
+    DUPLICATE = "duplicate"  # R33: a client retry, nothing changes
+    ALREADY_APPLIED = "already_applied"  # R34: re-delivered after its state was saved
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    status: Status
+    state: DeviceState
+    warehouse: dict[str, Any] | None = None
+    destinations: dict[str, Any] | None = None
+    identity: Identity | None = None
+    user_update: UserProfileUpdate | None = None
+    group_update: GroupProfileUpdate | None = None
+
+
+def resolve_message_id(event: RawEvent, source: Source) -> str:
+    """R23, R32: ``options.messageId``, else the raw one, else derived from the source."""
+    explicit = _explicit_message_id(event)
+    return explicit if explicit is not None else derived_message_id(
+        source.topic, source.partition, source.offset
+    )
+
+
+def _explicit_message_id(event: RawEvent) -> str | None:
+    for candidate in (event.options.get("messageId"), event.get("messageId")):
+        if isinstance(candidate, str) and candidate:
+            return candidate
+    return None
+
+
+def resolve_device(event: RawEvent, source: Source) -> DeviceRef:
+    """CONTRACT "Device key": the record key, else the raw anonymousId, else the raw userId,
+    else a new visitor named by the anonymousId generated for it."""
+    if source.key:
+        return DeviceRef(source.key)
+    for candidate in (event.get("anonymousId"), event.get("userId")):
+        if is_truthy(candidate):
+            key = id_string(candidate)
+            if key:
+                return DeviceRef(key)
+    return DeviceRef(new_visitor_device_key(resolve_message_id(event, source)), new_visitor=True)
+
+
+def enrich_event(
+    state: DeviceState, event: RawEvent, device: DeviceRef, source: Source, policy: Policy
+) -> EventOutcome:
+    """Apply every rule to one event of one device, given the device's current state."""
+    # R34: the device remembers the last offset applied from each source partition.
+    if state.applied.get(source.stream, -1) >= source.offset:
+        return EventOutcome(Status.ALREADY_APPLIED, state)
+    applied = {**state.applied, source.stream: source.offset}
+
+    options = event.options
+    timestamp = options.get("timestamp") or event.get("timestamp")
+    times = resolve_times(
+        event.get("receivedAt"), timestamp, event.get("sentAt"), source.timestamp_ms
+    )
+    explicit_id = _explicit_message_id(event)
+    # R33: a client retry of one of the last accepted messageIds changes nothing.
+    digest = message_id_digest(explicit_id) if explicit_id is not None else None
+    if digest is not None and digest in state.recent:
+        return EventOutcome(Status.DUPLICATE, replace(state, applied=applied))
+
+    # R1, R4: a record idle for longer than the device TTL (in event time) is absent.
+    if (
+        state.last_seen_ms is not None
+        and times.received_at_ms - state.last_seen_ms > policy.device_ttl_ms
+    ):
+        state = state.without_identity()
+
+    message_id = resolve_message_id(event, source)
+    change = apply_identity(state, event, device, message_id)
+    recent = state.recent if digest is None else (*state.recent, digest)[-RECENT_MESSAGE_IDS:]
+    last_seen = max(times.received_at_ms, state.last_seen_ms or times.received_at_ms)
+    new_state = replace(change.state, last_seen_ms=last_seen, recent=recent, applied=applied)
+    identity = change.identity
+    if identity is None:
+        return EventOutcome(Status.CONTROL, new_state)
+
+    call = build_context(
+        event.get("context"),
+        event.get("integrations"),
+        options,
+        event.get("requestIp"),
+        policy.collect_ipv6,
+    )
+    enrichment = {
+        "device": device.key,
+        "source": str(source),
+        "restored": identity.anonymous_id_source == "stored" or identity.user_id_restored,
+        "policy": policy.fingerprint,
+    }
+    warehouse, destinations = split_outputs(
+        build_warehouse_message(event, identity, call, times, message_id, enrichment), policy
+    )
+    user_update = None
+    if identity.user_id:
+        user_update = UserProfileUpdate(
+            identity.user_id,
+            identity.anonymous_id,
+            times.received_at_ms,
+            identity.traits if event.type == "identify" else None,
+        )
+    group_update = None
+    if event.type == "group" and identity.group_id:
+        group_update = GroupProfileUpdate(
+            identity.group_id, identity.traits or {}, times.received_at_ms
+        )
+    return EventOutcome(
+        Status.MESSAGE,
+        new_state,
+        warehouse,
+        destinations,
+        identity,
+        user_update,
+        group_update,
+    )

@@ -1,0 +1,41 @@
+"""The policies of SPEC.md that a deployment chooses (R1, R27, R28, R30)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Final
+
+from enrichers.ip import KEEP, IpPolicy
+
+DAY_MS: Final = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    device_ttl_days: float = 730.0
+    collect_ipv6: bool = False
+    ip_warehouse: IpPolicy = KEEP
+    ip_destinations: IpPolicy = KEEP
+    context_traits: tuple[str, ...] = ()
+
+    @property
+    def device_ttl_ms(self) -> int:
+        return int(self.device_ttl_days * DAY_MS)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the active policy, written to ``_enrichment.policy``."""
+        text = "|".join(
+            (
+                f"ttl={self.device_ttl_days:g}",
+                f"ipv6={int(self.collect_ipv6)}",
+                f"wh={self.ip_warehouse}",
+                f"dst={self.ip_destinations}",
+                f"ctx={','.join(self.context_traits)}",
+            )
+        )
+        return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
+
+
+DEFAULT_POLICY: Final = Policy()

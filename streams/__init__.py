@@ -1,0 +1,1 @@
+"""The shell of identity-enricher: the Faust app, topics, the batch loop, Redis, commands."""

@@ -1,0 +1,134 @@
+"""The Faust app: topics, the batch agent, and the wiring of settings to the core.
+
+``enricher worker`` runs it; so does ``faust -A streams.app worker`` (the app is then built
+from the environment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+import redis.asyncio as aioredis
+
+from streams.batch import BatchProcessor, OutputTopics
+from streams.keys import KeySpace
+from streams.records import InRecord, OutRecord
+from streams.settings import Settings
+from streams.store import StateStore
+
+log = logging.getLogger(__name__)
+
+STATS_INTERVAL_SECONDS = 30.0
+
+
+class FaustWriter:
+    """Produces through the app's own producer and waits for every acknowledgement."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+
+    async def write(self, records: Sequence[OutRecord]) -> None:
+        producer = self._app.producer
+        pending = [
+            await producer.send(record.topic, record.key, record.value, None, None, None)
+            for record in records
+        ]
+        await asyncio.gather(*pending)
+
+
+def _in_record(message: Any) -> InRecord:
+    return InRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        timestamp_ms=int(message.timestamp * 1000),
+    )
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        broker_session_timeout=settings.session_timeout,
+        broker_rebalance_timeout=settings.rebalance_timeout,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        store="memory://",
+        web_port=settings.web_port,
+        web_host="127.0.0.1",
+        datadir=settings.data_dir or tempfile.mkdtemp(prefix=f"{settings.app_id}-"),
+    )
+
+    def declare(name: str) -> faust.TopicT:
+        return app.topic(
+            name,
+            partitions=settings.topic_partitions,
+            replicas=settings.topic_replication,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+
+    raw_topic = declare(settings.topic_raw)
+    outputs = [
+        declare(name)
+        for name in (
+            settings.topic_warehouse,
+            settings.topic_destinations,
+            settings.topic_deadletter,
+        )
+    ]
+    topics = OutputTopics(
+        settings.topic_warehouse, settings.topic_destinations, settings.topic_deadletter
+    )
+    redis_client = aioredis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    store = StateStore(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms)
+    processor = BatchProcessor(store, FaustWriter(app), topics, settings.policy)
+    app.enricher = processor  # type: ignore[attr-defined]  # for lookups and tests
+
+    @app.agent(raw_topic, name="enrich", concurrency=1)
+    async def enrich(stream: faust.StreamT[Any]) -> None:
+        for topic in outputs:  # CONTRACT: topics are created on start when missing
+            await topic.maybe_declare()
+        async for events in stream.noack_take(settings.batch_max, within=settings.batch_within):
+            await processor.process([_in_record(event.message) for event in events])
+            for event in events:  # only now may the offsets be committed
+                await stream.ack(event)
+
+    @app.timer(STATS_INTERVAL_SECONDS)
+    async def report_stats() -> None:
+        counters = processor.counters
+        log.info(
+            "enricher: batches=%d in=%d out=%s deadletters=%s duplicates=%d retries=%s",
+            counters.batches,
+            sum(counters.events_in.values()),
+            dict(counters.messages_out),
+            dict(counters.dead_letters),
+            counters.duplicates,
+            dict(counters.retries),
+        )
+
+    return app
+
+
+app: faust.App
+
+
+def __getattr__(name: str) -> Any:
+    """``faust -A streams.app worker``: build the app from the environment on first use."""
+    if name == "app":
+        global app
+        app = create_app(Settings.load())
+        return app
+    raise AttributeError(name)

@@ -1,0 +1,67 @@
+"""The ``enricher`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from streams.settings import CONFIG_FILE_VARIABLE, Settings, SettingsError, settings_table
+
+
+def _settings_help() -> str:
+    rows = settings_table()
+    width = max(len(name) for name, _, _ in rows)
+    lines = [
+        "settings (environment variables; the same names may be set in a TOML config file",
+        f"given by --config or {CONFIG_FILE_VARIABLE}; the environment wins):",
+    ]
+    for name, default, meaning in rows:
+        lines.append(f"  {name:<{width}}  {meaning} [default: {default}]")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="enricher",
+        description="Server-side Segment identity enrichment: events.raw in, "
+        "events.warehouse / events.destinations / events.deadletter out.",
+        epilog=_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", metavar="FILE", help="a TOML file of settings")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    worker = commands.add_parser("worker", help="run one stream worker (a Faust worker)")
+    worker.add_argument("--loglevel", default="info", help="debug, info, warning or error")
+    demo = commands.add_parser(
+        "demo", help="start the embedded stack and a worker, feed the bundled sample, show it"
+    )
+    demo.add_argument("--once", action="store_true", help="exit after the sample is processed")
+    commands.add_parser("settings", help="print the effective settings and exit")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.load(config_file=args.config)
+    except SettingsError as exc:
+        print(f"enricher: bad setting: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "worker":
+        from streams.worker import run_worker
+
+        return run_worker(settings, args.loglevel)
+    if args.command == "demo":
+        from streams.demo import run_demo
+
+        return run_demo(settings, once=args.once)
+    if args.command == "settings":
+        for name, value in vars(settings).items():
+            print(f"{name} = {value}")
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

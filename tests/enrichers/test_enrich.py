@@ -1,0 +1,229 @@
+"""Rules the conformance scenarios cannot show: device keys, ids, time, duplicates, replays."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from enrichers import (
+    DEFAULT_POLICY,
+    EMPTY_DEVICE,
+    DeviceState,
+    Policy,
+    RawEvent,
+    Source,
+    Status,
+    enrich_event,
+    parse_raw_event,
+    resolve_device,
+)
+from enrichers.enrich import EventOutcome
+from enrichers.timestamps import parse_iso_ms
+
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+T0 = parse_iso_ms("2024-03-01T09:00:00.000Z") or 0
+
+
+def raw(**fields: Any) -> RawEvent:
+    event = parse_raw_event(orjson.dumps(fields))
+    assert isinstance(event, RawEvent), event
+    return event
+
+
+def run(
+    events: list[RawEvent],
+    key: str | None = "device-1",
+    state: DeviceState = EMPTY_DEVICE,
+    policy: Policy = DEFAULT_POLICY,
+    first_offset: int = 0,
+    partition: int = 0,
+) -> tuple[DeviceState, list[EventOutcome]]:
+    outcomes = []
+    for offset, event in enumerate(events, start=first_offset):
+        source = Source("events.raw", partition, offset, key, T0 + offset)
+        device = resolve_device(event, source)
+        outcome = enrich_event(state, event, device, source, policy)
+        state = outcome.state
+        outcomes.append(outcome)
+    return state, outcomes
+
+
+def test_device_is_the_record_key_when_present() -> None:
+    event = raw(type="track", event="e", anonymousId="a1")
+    assert resolve_device(event, Source("t", 0, 0, "cookie-7", 0)).key == "cookie-7"
+
+
+def test_device_falls_back_to_anonymous_id_then_user_id() -> None:
+    assert resolve_device(raw(type="page", anonymousId="a1", userId="u"), Source("t", 0, 0, "", 0)).key == "a1"
+    assert resolve_device(raw(type="page", userId=12), Source("t", 0, 0, None, 0)).key == "12"
+
+
+def test_new_visitor_is_named_by_the_anonymous_id_it_gets() -> None:
+    event = raw(type="track", event="e", messageId="m-1")
+    source = Source("events.raw", 0, 0, None, T0)
+    device = resolve_device(event, source)
+    assert device.new_visitor
+    outcome = enrich_event(EMPTY_DEVICE, event, device, source, DEFAULT_POLICY)
+    assert outcome.warehouse is not None
+    assert outcome.warehouse["anonymousId"] == device.key
+
+
+def test_r5_generated_anonymous_id_is_uuid4_and_deterministic() -> None:
+    events = [raw(type="track", event="e"), raw(type="reset"), raw(type="page")]
+    _, first = run(events)
+    _, second = run(events)
+    ids = [o.warehouse["anonymousId"] for o in first if o.warehouse]
+    assert ids == [o.warehouse["anonymousId"] for o in second if o.warehouse]
+    assert all(UUID4.match(i) for i in ids)
+    assert ids[0] != ids[1]  # R10: reset gives a new one
+
+
+def test_r5_id_after_forget_was_never_seen_on_the_device() -> None:
+    # the same messageId twice (beyond the R33 window it is no duplicate) still gets a new id
+    events = [raw(type="track", event="e", messageId="same"), raw(type="forget")]
+    events += [raw(type="page", messageId=f"p{i}") for i in range(70)]
+    events += [raw(type="forget"), raw(type="track", event="e", messageId="same")]
+    _, outcomes = run(events)
+    ids = [o.warehouse["anonymousId"] for o in outcomes if o.warehouse]
+    assert ids[-1] not in ids[:-1]
+
+
+def test_r32_missing_message_id_is_derived_from_the_source_position() -> None:
+    _, (outcome,) = run([raw(type="track", event="e")], first_offset=41)
+    _, (again,) = run([raw(type="track", event="e")], first_offset=41)
+    _, (other,) = run([raw(type="track", event="e")], first_offset=42)
+    assert outcome.warehouse and again.warehouse and other.warehouse
+    assert outcome.warehouse["messageId"] == again.warehouse["messageId"]
+    assert outcome.warehouse["messageId"] != other.warehouse["messageId"]
+
+
+def test_r23_options_message_id_goes_to_the_top_level() -> None:
+    _, (outcome,) = run([raw(type="track", event="e", messageId="m", options={"messageId": "o"})])
+    assert outcome.warehouse and outcome.warehouse["messageId"] == "o"
+
+
+def test_r33_retry_of_a_recent_message_id_changes_nothing_and_emits_nothing() -> None:
+    first = raw(type="identify", userId="u1", traits={"a": 1}, messageId="m-1")
+    retry = raw(type="identify", userId="u2", traits={"b": 2}, messageId="m-1")
+    state, outcomes = run([first, retry])
+    assert [o.status for o in outcomes] == [Status.MESSAGE, Status.DUPLICATE]
+    assert outcomes[1].warehouse is None
+    assert state.uid == "u1" and dict(state.utraits) == {"a": 1}
+
+
+def test_r33_window_is_the_last_64_message_ids() -> None:
+    events = [raw(type="page", messageId=f"m{i}") for i in range(65)]
+    state, _ = run(events)
+    _, (old,) = run([raw(type="page", messageId="m0")], state=state, first_offset=100)
+    _, (recent,) = run([raw(type="page", messageId="m1")], state=state, first_offset=100)
+    assert old.status is Status.MESSAGE
+    assert recent.status is Status.DUPLICATE
+
+
+def test_r34_event_at_or_below_the_applied_offset_is_not_applied_again() -> None:
+    state, _ = run([raw(type="identify", userId="u1")], first_offset=10)
+    _, (replayed,) = run([raw(type="identify", userId="u2")], state=state, first_offset=10)
+    assert replayed.status is Status.ALREADY_APPLIED
+    assert replayed.state == state and replayed.warehouse is None
+    _, (other_partition,) = run(
+        [raw(type="identify", userId="u2")], state=state, first_offset=10, partition=1
+    )
+    assert other_partition.status is Status.MESSAGE
+
+
+def test_r4_device_idle_past_its_ttl_starts_empty() -> None:
+    policy = Policy(device_ttl_days=1)
+    later = "2024-03-03T09:00:00.000Z"
+    state, _ = run([raw(type="identify", userId="u1", traits={"a": 1}, receivedAt="2024-03-01T09:00:00.000Z")], policy=policy)
+    _, (outcome,) = run([raw(type="track", event="e", receivedAt=later)], state=state, policy=policy, first_offset=5)
+    assert outcome.warehouse is not None
+    assert outcome.warehouse["userId"] is None
+    assert outcome.warehouse["anonymousId"] != state.aid
+
+
+def test_r1_device_within_its_ttl_keeps_its_identity() -> None:
+    policy = Policy(device_ttl_days=1)
+    state, _ = run([raw(type="identify", userId="u1", receivedAt="2024-03-01T09:00:00.000Z")], policy=policy)
+    _, (outcome,) = run([raw(type="track", event="e", receivedAt="2024-03-01T20:00:00.000Z")], state=state, policy=policy, first_offset=5)
+    assert outcome.warehouse and outcome.warehouse["userId"] == "u1"
+
+
+def test_r31_timestamp_corrects_client_clock_skew() -> None:
+    _, (outcome,) = run(
+        [
+            raw(
+                type="track",
+                event="e",
+                timestamp="2024-03-01T10:00:00.000Z",
+                sentAt="2024-03-01T10:00:05.000Z",
+                receivedAt="2024-03-01T09:00:07.000Z",
+            )
+        ]
+    )
+    message = outcome.warehouse
+    assert message is not None
+    assert message["receivedAt"] == "2024-03-01T09:00:07.000Z"
+    assert message["originalTimestamp"] == "2024-03-01T10:00:00.000Z"
+    assert message["timestamp"] == "2024-03-01T09:00:02.000Z"
+
+
+def test_r31_without_times_the_record_timestamp_is_used() -> None:
+    _, (outcome,) = run([raw(type="track", event="e")])
+    assert outcome.warehouse is not None
+    assert outcome.warehouse["receivedAt"] == "2024-03-01T09:00:00.000Z"
+    assert outcome.warehouse["timestamp"] == outcome.warehouse["receivedAt"]
+
+
+def test_r31_times_are_normalised_to_utc_milliseconds() -> None:
+    _, (outcome,) = run([raw(type="page", timestamp="2024-03-01T11:00:00+02:00")])
+    assert outcome.warehouse and outcome.warehouse["timestamp"] == "2024-03-01T09:00:00.000Z"
+
+
+def test_r29_control_events_emit_nothing() -> None:
+    controls = ["reset", "forget", "expireCookies", "setUserId", "setGroupTraits"]
+    _, outcomes = run([raw(type=t) for t in controls])
+    assert all(o.status is Status.CONTROL and o.warehouse is None for o in outcomes)
+
+
+def test_r25_destinations_have_no_context_traits_and_no_enrichment() -> None:
+    _, (outcome,) = run([raw(type="track", event="e", options={"traits": {"plan": "pro"}})])
+    assert outcome.warehouse and outcome.destinations
+    assert outcome.warehouse["context"]["traits"] == {"plan": "pro"}
+    assert "traits" not in outcome.destinations["context"]
+    assert "_enrichment" not in outcome.destinations
+    assert "_enrichment" in outcome.warehouse
+
+
+def test_r29_all_false_without_named_destination_stays_off_destinations() -> None:
+    _, (off, named) = run(
+        [
+            raw(type="track", event="e", integrations={"All": False}),
+            raw(type="track", event="e", integrations={"All": False, "Mixpanel": True}),
+        ]
+    )
+    assert off.warehouse is not None and off.destinations is None
+    assert named.destinations is not None
+    assert named.destinations["integrations"] == {"All": False, "Mixpanel": True}
+
+
+def test_output_never_carries_options_value_or_request_ip() -> None:
+    _, (outcome,) = run(
+        [raw(type="track", event="e", options={"ip": "1.2.3.4"}, requestIp="5.6.7.8", value=1)]
+    )
+    assert outcome.warehouse and outcome.destinations
+    for message in (outcome.warehouse, outcome.destinations):
+        assert not {"options", "value", "requestIp"} & message.keys()
+        assert message["context"]["ip"] == "1.2.3.4"
+
+
+def test_enrichment_names_device_source_and_policy() -> None:
+    _, (outcome,) = run([raw(type="track", event="e")], first_offset=7)
+    assert outcome.warehouse is not None
+    assert outcome.warehouse["_enrichment"] == {
+        "device": "device-1",
+        "source": "events.raw/0/7",
+        "restored": False,
+        "policy": DEFAULT_POLICY.fingerprint,
+    }

@@ -20,6 +20,7 @@ from streams.keys import KeySpace
 from streams.records import InRecord, OutRecord
 from streams.settings import Settings
 from streams.store import StateStore
+from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,18 @@ def _in_record(message: Any) -> InRecord:
     )
 
 
+class EnricherApp(faust.App):  # type: ignore[misc]  # faust is untyped
+    """The Faust app, creating the CONTRACT topics before its consumer starts."""
+
+    enricher_settings: Settings
+
+    async def on_first_start(self) -> None:
+        await ensure_topics(self.enricher_settings)
+        await super().on_first_start()
+
+
 def create_app(settings: Settings) -> faust.App:
-    app = faust.App(
+    app = EnricherApp(
         settings.app_id,
         broker=settings.broker,
         key_serializer="raw",
@@ -71,6 +82,8 @@ def create_app(settings: Settings) -> faust.App:
         datadir=settings.data_dir or tempfile.mkdtemp(prefix=f"{settings.app_id}-"),
     )
 
+    app.enricher_settings = settings
+
     def declare(name: str) -> faust.TopicT:
         return app.topic(
             name,
@@ -81,14 +94,6 @@ def create_app(settings: Settings) -> faust.App:
         )
 
     raw_topic = declare(settings.topic_raw)
-    outputs = [
-        declare(name)
-        for name in (
-            settings.topic_warehouse,
-            settings.topic_destinations,
-            settings.topic_deadletter,
-        )
-    ]
     topics = OutputTopics(
         settings.topic_warehouse, settings.topic_destinations, settings.topic_deadletter
     )
@@ -99,8 +104,6 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(raw_topic, name="enrich", concurrency=1)
     async def enrich(stream: faust.StreamT[Any]) -> None:
-        for topic in outputs:  # CONTRACT: topics are created on start when missing
-            await topic.maybe_declare()
         async for events in stream.noack_take(settings.batch_max, within=settings.batch_within):
             await processor.process([_in_record(event.message) for event in events])
             for event in events:  # only now may the offsets be committed

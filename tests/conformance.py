@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from enrichers.timestamps import parse_iso_ms
+
 CONFORMANCE_DIR = Path(
     os.environ.get(
         "ENRICHER_CONFORMANCE_DIR",
@@ -43,6 +45,15 @@ def load_scenarios() -> list[Scenario]:
                 doc = orjson.loads(line)
                 scenarios.append(Scenario(doc["name"], doc["calls"], doc["expect"]))
     return scenarios
+
+
+def scenario_start_ms(scenario: Scenario) -> int:
+    """The first receivedAt of the scenario: the time of calls before any message call."""
+    for call in scenario.calls:
+        received = parse_iso_ms(call.get("receivedAt"))
+        if received is not None:
+            return received
+    return 0
 
 
 def observed_fields(call_index: int, device: str, message: Mapping[str, Any]) -> dict[str, Any]:

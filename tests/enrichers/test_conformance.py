@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from enrichers import (
@@ -20,7 +21,13 @@ from enrichers import (
     resolve_device,
 )
 from enrichers.timestamps import parse_iso_ms
-from tests.conformance import Scenario, differences, load_scenarios, observed_fields
+from tests.conformance import (
+    Scenario,
+    differences,
+    load_scenarios,
+    observed_fields,
+    scenario_start_ms,
+)
 
 SCENARIOS = load_scenarios()
 
@@ -29,13 +36,9 @@ def run_scenario(scenario: Scenario) -> list[dict[str, Any]]:
     """Feed the calls in order, one device state per device, as the worker would."""
     states: dict[str, DeviceState] = {}
     observed: list[dict[str, Any]] = []
-    clock = next(
-        (parse_iso_ms(c.get("receivedAt")) for c in scenario.calls if c.get("receivedAt")), 0
-    )
+    clock = scenario_start_ms(scenario)
     for index, call in enumerate(scenario.calls):
-        clock = parse_iso_ms(call.get("receivedAt")) or clock or 0
-        import orjson
-
+        clock = parse_iso_ms(call.get("receivedAt")) or clock
         event = parse_raw_event(orjson.dumps(scenario.raw_event(index)))
         assert isinstance(event, RawEvent), event
         source = Source("events.raw", 0, index, call["device"], clock)

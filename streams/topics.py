@@ -1,0 +1,47 @@
+"""Creating the topics of CONTRACT.md on start, before anything consumes or produces.
+
+A broker that auto-creates topics (as the embedded one does, with its own partition count)
+would otherwise create ``events.raw`` on the consumer's first metadata request."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def topic_names(settings: Settings) -> list[str]:
+    return [
+        settings.topic_raw,
+        settings.topic_warehouse,
+        settings.topic_destinations,
+        settings.topic_deadletter,
+    ]
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create every missing topic with the configured partitions and replication."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in topic_names(settings) if name not in existing]
+        if not missing:
+            return
+        try:
+            await admin.create_topics(
+                [
+                    NewTopic(name, settings.topic_partitions, settings.topic_replication)
+                    for name in missing
+                ]
+            )
+        except TopicAlreadyExistsError:
+            pass  # another worker created them first
+        log.info("created topics %s", ", ".join(missing))
+    finally:
+        await admin.close()

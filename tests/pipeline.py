@@ -1,0 +1,205 @@
+"""Driving the real worker in tests: worker processes, producing raw events, reading outputs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streams.devstack import StackEndpoints, free_port
+
+READY_LINE = "Worker ready"
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+
+    def json(self) -> Any:
+        return orjson.loads(self.value)
+
+
+@dataclass
+class Pipeline:
+    """One isolated pipeline on the shared stack: its own topics, app id and Redis keys."""
+
+    stack: StackEndpoints
+    workdir: Path
+    name: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    extra_env: dict[str, str] = field(default_factory=dict)
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    @property
+    def app_id(self) -> str:
+        return f"test-{self.name}"
+
+    def topic(self, role: str) -> str:
+        return f"events.{role}.{self.name}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENRICHER_")}
+        env.update(
+            ENRICHER_BROKER=self.stack.broker_url,
+            ENRICHER_REDIS_URL=self.stack.redis_url,
+            ENRICHER_APP_ID=self.app_id,
+            ENRICHER_TOPIC_RAW=self.topic("raw"),
+            ENRICHER_TOPIC_WAREHOUSE=self.topic("warehouse"),
+            ENRICHER_TOPIC_DESTINATIONS=self.topic("destinations"),
+            ENRICHER_TOPIC_DEADLETTER=self.topic("deadletter"),
+            ENRICHER_SESSION_TIMEOUT="3",
+            ENRICHER_REBALANCE_TIMEOUT="6",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start_worker(self, wait: bool = True) -> WorkerProcess:
+        worker = WorkerProcess.start(self.env(), self.workdir / f"worker-{len(self.workers)}.log")
+        self.workers.append(worker)
+        if wait:
+            worker.wait_ready()
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+    def produce(
+        self, events: Iterable[tuple[bytes | None, bytes]], role: str = "raw",
+        timestamps_ms: Iterable[int | None] | None = None,
+    ) -> None:
+        """Produce (key, value) records in order; optionally with their record timestamps."""
+        asyncio.run(produce(self.stack.bootstrap, self.topic(role), events, timestamps_ms))
+
+    def produce_json(
+        self, events: Iterable[tuple[str | None, Mapping[str, Any]]], role: str = "raw",
+        timestamps_ms: Iterable[int | None] | None = None,
+    ) -> None:
+        self.produce(
+            ((k.encode() if k is not None else None, orjson.dumps(v)) for k, v in events),
+            role,
+            timestamps_ms,
+        )
+
+    def read(self, role: str, count: int, timeout: float = 60.0) -> list[OutputRecord]:
+        """Every record of an output topic, waiting until there are at least ``count``."""
+        return asyncio.run(read_topic(self.stack.bootstrap, self.topic(role), count, timeout))
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @classmethod
+    def start(cls, env: dict[str, str], log_path: Path) -> WorkerProcess:
+        env = {**env, "ENRICHER_WEB_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"}
+        log = log_path.open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return cls(process, log_path)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if READY_LINE in self.log():
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited:\n{self.log()[-4000:]}")
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready after {timeout}s:\n{self.log()[-4000:]}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    events: Iterable[tuple[bytes | None, bytes]],
+    timestamps_ms: Iterable[int | None] | None = None,
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    await producer.start()
+    times = iter(timestamps_ms) if timestamps_ms is not None else None
+    try:
+        pending = [
+            await producer.send(
+                topic, value, key=key, timestamp_ms=next(times) if times is not None else None
+            )
+            for key, value in events
+        ]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def read_topic(
+    bootstrap: str, topic: str, count: int, timeout: float
+) -> list[OutputRecord]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    records: list[OutputRecord] = []
+    try:
+        deadline = time.monotonic() + timeout
+        partitions: Sequence[int] = []
+        while not partitions and time.monotonic() < deadline:
+            if topic in await consumer.topics():
+                partitions = sorted(consumer.partitions_for_topic(topic) or [])
+            if not partitions:
+                await asyncio.sleep(0.2)
+        assigned = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        while len(records) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for tp, messages in batch.items():
+                for m in messages:
+                    records.append(
+                        OutputRecord(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
+                    )
+        # anything beyond the expected count would be a bug: read a little longer
+        if len(records) >= count:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for tp, messages in batch.items():
+                for m in messages:
+                    records.append(
+                        OutputRecord(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
+                    )
+    finally:
+        await consumer.stop()
+    return records

@@ -61,8 +61,10 @@ class EventOutcome:
 def resolve_message_id(event: RawEvent, source: Source) -> str:
     """R23, R32: ``options.messageId``, else the raw one, else derived from the source."""
     explicit = _explicit_message_id(event)
-    return explicit if explicit is not None else derived_message_id(
-        source.topic, source.partition, source.offset
+    return (
+        explicit
+        if explicit is not None
+        else derived_message_id(source.topic, source.partition, source.offset)
     )
 
 

@@ -33,7 +33,7 @@ def is_truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value != ""
     if is_number(value):
-        return value != 0
+        return bool(value != 0)
     return True
 
 

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import tempfile
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import faust
 import redis.asyncio as aioredis
@@ -53,17 +53,22 @@ def _in_record(message: Any) -> InRecord:
     )
 
 
-class EnricherApp(faust.App):  # type: ignore[misc]  # faust is untyped
+class EnricherApp(faust.App):
     """The Faust app, creating the CONTRACT topics before its consumer starts."""
 
     enricher_settings: Settings
+    enricher: BatchProcessor
 
     async def on_first_start(self) -> None:
         await ensure_topics(self.enricher_settings)
         await super().on_first_start()
 
+    async def on_stop(self) -> None:
+        log.info("stopping: %s", self.enricher.counters.summary())
+        await super().on_stop()
 
-def create_app(settings: Settings) -> faust.App:
+
+def create_app(settings: Settings) -> EnricherApp:
     app = EnricherApp(
         settings.app_id,
         broker=settings.broker,
@@ -74,6 +79,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_rebalance_timeout=settings.rebalance_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
+        broker_commit_interval=settings.commit_interval,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         store="memory://",
@@ -97,35 +103,32 @@ def create_app(settings: Settings) -> faust.App:
     topics = OutputTopics(
         settings.topic_warehouse, settings.topic_destinations, settings.topic_deadletter
     )
-    redis_client = aioredis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    redis_client = aioredis.from_url(
+        settings.redis_url, socket_timeout=10, socket_connect_timeout=5
+    )
     store = StateStore(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms)
     processor = BatchProcessor(store, FaustWriter(app), topics, settings.policy)
-    app.enricher = processor  # type: ignore[attr-defined]  # for lookups and tests
+    app.enricher = processor
 
     @app.agent(raw_topic, name="enrich", concurrency=1)
     async def enrich(stream: faust.StreamT[Any]) -> None:
-        async for events in stream.noack_take(settings.batch_max, within=settings.batch_within):
+        # noack_take: the batch is acked (and its offsets committed) only once it is done
+        batches = cast(faust.Stream[Any], stream).noack_take(
+            settings.batch_max, within=settings.batch_within
+        )
+        async for events in batches:
             await processor.process([_in_record(event.message) for event in events])
             for event in events:  # only now may the offsets be committed
                 await stream.ack(event)
 
-    @app.timer(STATS_INTERVAL_SECONDS)
+    @app.timer(STATS_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]
     async def report_stats() -> None:
-        counters = processor.counters
-        log.info(
-            "enricher: batches=%d in=%d out=%s deadletters=%s duplicates=%d retries=%s",
-            counters.batches,
-            sum(counters.events_in.values()),
-            dict(counters.messages_out),
-            dict(counters.dead_letters),
-            counters.duplicates,
-            dict(counters.retries),
-        )
+        log.info("%s", processor.counters.summary())
 
     return app
 
 
-app: faust.App
+app: EnricherApp
 
 
 def __getattr__(name: str) -> Any:

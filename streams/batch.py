@@ -23,8 +23,8 @@ from enrichers import (
     GroupProfileUpdate,
     Policy,
     RawEvent,
-    Rejection,
     RejectCode,
+    Rejection,
     Source,
     Status,
     UserProfileUpdate,
@@ -66,6 +66,14 @@ class Counters:
     fenced_writes: int = 0
     batches: int = 0
     retries: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        return (
+            f"batches={self.batches} in={sum(self.events_in.values())} "
+            f"out={dict(self.messages_out)} deadletters={dict(self.dead_letters)} "
+            f"duplicates={self.duplicates} already_applied={self.already_applied} "
+            f"fenced_writes={self.fenced_writes} retries={dict(self.retries)}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from streams.settings import CONFIG_FILE_VARIABLE, Settings, SettingsError, settings_table
+from streams.settings import (
+    CONFIG_FILE_VARIABLE,
+    Settings,
+    SettingsError,
+    broker_configured,
+    settings_table,
+)
 
 
 def _settings_help() -> str:
@@ -51,11 +57,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "worker":
         from streams.worker import run_worker
 
-        return run_worker(settings, args.loglevel)
+        run_worker(settings, args.loglevel)
+        return 0
     if args.command == "demo":
         from streams.demo import run_demo
 
-        return run_demo(settings, once=args.once)
+        return run_demo(
+            settings, once=args.once, embedded_broker=not broker_configured(args.config)
+        )
     if args.command == "settings":
         for name, value in vars(settings).items():
             print(f"{name} = {value}")

@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 from aiokafka.errors import KafkaError
+from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import BusyLoadingError
 
 T = TypeVar("T")
 

@@ -98,9 +98,7 @@ def _context_traits(value: str) -> tuple[str, ...]:
     return keys
 
 
-def _setting(
-    env: str, parse: Callable[[str], Any], default: Any, help: str
-) -> Any:
+def _setting(env: str, parse: Callable[[str], Any], default: Any, help: str) -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "help": help})
 
 
@@ -174,6 +172,12 @@ class Settings:
         20.0,
         "consumer-group rebalance timeout, seconds",
     )
+    commit_interval: float = _setting(
+        "ENRICHER_COMMIT_INTERVAL",
+        _positive_float,
+        2.8,
+        "seconds between offset commits (finished batches only)",
+    )
     data_dir: str = _setting(
         "ENRICHER_DATA_DIR", _text, "", "Faust data directory (default: a temporary one)"
     )
@@ -236,6 +240,14 @@ def _read_config_file(path: Path) -> dict[str, str]:
             raise SettingsError(f"config file {path}: unknown setting {name!r}")
         values[env] = str(value).lower() if isinstance(value, bool) else str(value)
     return values
+
+
+def broker_configured(config_file: str | Path | None = None) -> bool:
+    """Whether a broker was named (CONTRACT: ``make run`` starts the embedded stack if not)."""
+    if "ENRICHER_BROKER" in os.environ:
+        return True
+    path = config_file or os.environ.get(CONFIG_FILE_VARIABLE)
+    return path is not None and "ENRICHER_BROKER" in _read_config_file(Path(path))
 
 
 def settings_table() -> list[tuple[str, str, str]]:

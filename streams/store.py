@@ -70,9 +70,7 @@ def coalesce_profiles(
 ) -> tuple[dict[str, ProfileMerge], dict[str, ProfileMerge]]:
     user_merges: dict[str, ProfileMerge] = {}
     for update in users:
-        merge = user_merges.setdefault(
-            update.user_id, ProfileMerge(update.seen_ms, update.seen_ms)
-        )
+        merge = user_merges.setdefault(update.user_id, ProfileMerge(update.seen_ms, update.seen_ms))
         merge.add(update.seen_ms, update.anonymous_id, update.traits)
     group_merges: dict[str, ProfileMerge] = {}
     for group in groups:
@@ -136,7 +134,6 @@ class StateStore:
         refused = sum(1 for reply in replies[len(users) + len(groups) :] if reply == 0)
         self.fenced_writes += refused
         return refused
-
 
     async def _save_round_trip(
         self,

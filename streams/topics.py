@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from streams.settings import Settings
 
@@ -33,15 +33,16 @@ async def ensure_topics(settings: Settings) -> None:
         missing = [name for name in topic_names(settings) if name not in existing]
         if not missing:
             return
-        try:
-            await admin.create_topics(
-                [
-                    NewTopic(name, settings.topic_partitions, settings.topic_replication)
-                    for name in missing
-                ]
-            )
-        except TopicAlreadyExistsError:
-            pass  # another worker created them first
+        response = await admin.create_topics(
+            [
+                NewTopic(name, settings.topic_partitions, settings.topic_replication)
+                for name in missing
+            ]
+        )
+        for name, code, *_ in response.topic_errors:
+            # another worker may have created it a moment ago
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise for_code(code)(f"creating topic {name}")
         log.info("created topics %s", ", ".join(missing))
     finally:
         await admin.close()

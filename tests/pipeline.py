@@ -80,14 +80,18 @@ class Pipeline:
             worker.stop()
 
     def produce(
-        self, events: Iterable[tuple[bytes | None, bytes]], role: str = "raw",
+        self,
+        events: Iterable[tuple[bytes | None, bytes]],
+        role: str = "raw",
         timestamps_ms: Iterable[int | None] | None = None,
     ) -> None:
         """Produce (key, value) records in order; optionally with their record timestamps."""
         asyncio.run(produce(self.stack.bootstrap, self.topic(role), events, timestamps_ms))
 
     def produce_json(
-        self, events: Iterable[tuple[str | None, Mapping[str, Any]]], role: str = "raw",
+        self,
+        events: Iterable[tuple[str | None, Mapping[str, Any]]],
+        role: str = "raw",
         timestamps_ms: Iterable[int | None] | None = None,
     ) -> None:
         self.produce(
@@ -168,9 +172,7 @@ async def produce(
         await producer.stop()
 
 
-async def read_topic(
-    bootstrap: str, topic: str, count: int, timeout: float
-) -> list[OutputRecord]:
+async def read_topic(bootstrap: str, topic: str, count: int, timeout: float) -> list[OutputRecord]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     records: list[OutputRecord] = []

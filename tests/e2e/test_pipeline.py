@@ -15,15 +15,32 @@ from tests.pipeline import Pipeline
 GOOD_EVENTS: list[tuple[str | None, dict[str, Any]]] = [
     ("dev-a", {"type": "track", "event": "Viewed", "messageId": "g-1", "properties": {"p": 1}}),
     ("dev-a", {"type": "identify", "userId": "u1", "traits": {"plan": "pro"}, "messageId": "g-2"}),
-    ("dev-a", {"type": "page", "name": "Home", "messageId": "g-3",
-               "options": {"traits": {"plan": "pro"}, "ip": "203.0.113.7"}}),
+    (
+        "dev-a",
+        {
+            "type": "page",
+            "name": "Home",
+            "messageId": "g-3",
+            "options": {"traits": {"plan": "pro"}, "ip": "203.0.113.7"},
+        },
+    ),
     ("dev-a", {"type": "reset"}),
     ("dev-a", {"type": "screen", "name": "Cart", "messageId": "g-4"}),
-    (None, {"type": "group", "groupId": "acme", "traits": {"size": 5}, "anonymousId": "anon-b",
-            "messageId": "g-5"}),
+    (
+        None,
+        {
+            "type": "group",
+            "groupId": "acme",
+            "traits": {"size": 5},
+            "anonymousId": "anon-b",
+            "messageId": "g-5",
+        },
+    ),
     (None, {"type": "alias", "userId": "u9", "previousId": "old", "messageId": "g-6"}),
-    ("dev-c", {"type": "track", "event": "Hidden", "integrations": {"All": False},
-               "messageId": "g-7"}),
+    (
+        "dev-c",
+        {"type": "track", "event": "Hidden", "integrations": {"All": False}, "messageId": "g-7"},
+    ),
     ("dev-c", {"type": "expireCookies"}),
 ]
 BAD_RECORDS: list[tuple[bytes | None, bytes, str]] = [
@@ -49,7 +66,7 @@ def run_sample(pipeline: Pipeline) -> tuple[list[Any], list[Any], list[Any]]:
 
 
 def test_pipeline_end_to_end(pipeline: Pipeline) -> None:
-    warehouse, destinations, deadletter = run_sample(pipeline)
+    warehouse, destinations, _ = run_sample(pipeline)
 
     # R29: one warehouse message per message event, none for control events
     assert len(warehouse) == 7

@@ -56,7 +56,10 @@ def test_device_is_the_record_key_when_present() -> None:
 
 
 def test_device_falls_back_to_anonymous_id_then_user_id() -> None:
-    assert resolve_device(raw(type="page", anonymousId="a1", userId="u"), Source("t", 0, 0, "", 0)).key == "a1"
+    assert (
+        resolve_device(raw(type="page", anonymousId="a1", userId="u"), Source("t", 0, 0, "", 0)).key
+        == "a1"
+    )
     assert resolve_device(raw(type="page", userId=12), Source("t", 0, 0, None, 0)).key == "12"
 
 
@@ -136,8 +139,13 @@ def test_r34_event_at_or_below_the_applied_offset_is_not_applied_again() -> None
 def test_r4_device_idle_past_its_ttl_starts_empty() -> None:
     policy = Policy(device_ttl_days=1)
     later = "2024-03-03T09:00:00.000Z"
-    state, _ = run([raw(type="identify", userId="u1", traits={"a": 1}, receivedAt="2024-03-01T09:00:00.000Z")], policy=policy)
-    _, (outcome,) = run([raw(type="track", event="e", receivedAt=later)], state=state, policy=policy, first_offset=5)
+    state, _ = run(
+        [raw(type="identify", userId="u1", traits={"a": 1}, receivedAt="2024-03-01T09:00:00.000Z")],
+        policy=policy,
+    )
+    _, (outcome,) = run(
+        [raw(type="track", event="e", receivedAt=later)], state=state, policy=policy, first_offset=5
+    )
     assert outcome.warehouse is not None
     assert outcome.warehouse["userId"] is None
     assert outcome.warehouse["anonymousId"] != state.aid
@@ -145,8 +153,15 @@ def test_r4_device_idle_past_its_ttl_starts_empty() -> None:
 
 def test_r1_device_within_its_ttl_keeps_its_identity() -> None:
     policy = Policy(device_ttl_days=1)
-    state, _ = run([raw(type="identify", userId="u1", receivedAt="2024-03-01T09:00:00.000Z")], policy=policy)
-    _, (outcome,) = run([raw(type="track", event="e", receivedAt="2024-03-01T20:00:00.000Z")], state=state, policy=policy, first_offset=5)
+    state, _ = run(
+        [raw(type="identify", userId="u1", receivedAt="2024-03-01T09:00:00.000Z")], policy=policy
+    )
+    _, (outcome,) = run(
+        [raw(type="track", event="e", receivedAt="2024-03-01T20:00:00.000Z")],
+        state=state,
+        policy=policy,
+        first_offset=5,
+    )
     assert outcome.warehouse and outcome.warehouse["userId"] == "u1"
 
 

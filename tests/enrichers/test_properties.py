@@ -21,7 +21,9 @@ from enrichers import (
 
 ids = st.sampled_from(["u1", "u2", "", 0, 7, None])
 anon_values = st.sampled_from(["a-x", "a-y", "", 0, 5, None, False])
-traits = st.one_of(st.none(), st.dictionaries(st.sampled_from("abc"), st.integers(0, 3), max_size=2))
+traits = st.one_of(
+    st.none(), st.dictionaries(st.sampled_from("abc"), st.integers(0, 3), max_size=2)
+)
 options = st.one_of(
     st.just({}),
     st.fixed_dictionaries(
@@ -39,11 +41,26 @@ options = st.one_of(
 def call(kind: str) -> st.SearchStrategy[dict[str, Any]]:
     match kind:
         case "identify":
-            return st.builds(lambda i, t, o: {"type": kind, "userId": i, "traits": t, "options": o}, ids, traits, options)
+            return st.builds(
+                lambda i, t, o: {"type": kind, "userId": i, "traits": t, "options": o},
+                ids,
+                traits,
+                options,
+            )
         case "group":
-            return st.builds(lambda i, t, o: {"type": kind, "groupId": i, "traits": t, "options": o}, st.sampled_from(["g1", "g2", "", 9, None]), traits, options)
+            return st.builds(
+                lambda i, t, o: {"type": kind, "groupId": i, "traits": t, "options": o},
+                st.sampled_from(["g1", "g2", "", 9, None]),
+                traits,
+                options,
+            )
         case "alias":
-            return st.builds(lambda i, p, o: {"type": kind, "userId": i, "previousId": p, "options": o}, st.sampled_from(["u1", "u3", 4]), st.sampled_from(["p", None]), options)
+            return st.builds(
+                lambda i, p, o: {"type": kind, "userId": i, "previousId": p, "options": o},
+                st.sampled_from(["u1", "u3", 4]),
+                st.sampled_from(["p", None]),
+                options,
+            )
         case "track":
             return st.builds(lambda o: {"type": kind, "event": "E", "options": o}, options)
         case "page":
@@ -53,15 +70,28 @@ def call(kind: str) -> st.SearchStrategy[dict[str, Any]]:
         case "setUserId":
             return st.builds(lambda v: {"type": kind, "value": v}, ids)
         case "setGroupId":
-            return st.builds(lambda v: {"type": kind, "value": v}, st.sampled_from(["g1", "", None]))
+            return st.builds(
+                lambda v: {"type": kind, "value": v}, st.sampled_from(["g1", "", None])
+            )
         case "setUserTraits" | "setGroupTraits":
             return st.builds(lambda v: {"type": kind, "value": v}, traits)
     return st.just({"type": kind})
 
 
 KINDS = [
-    "identify", "track", "page", "group", "alias", "reset", "forget", "expireCookies",
-    "setAnonymousId", "setUserId", "setUserTraits", "setGroupId", "setGroupTraits",
+    "identify",
+    "track",
+    "page",
+    "group",
+    "alias",
+    "reset",
+    "forget",
+    "expireCookies",
+    "setAnonymousId",
+    "setUserId",
+    "setUserTraits",
+    "setGroupId",
+    "setGroupTraits",
 ]
 sequences = st.lists(st.sampled_from(KINDS).flatmap(call), min_size=1, max_size=25)
 

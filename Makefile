@@ -1,0 +1,40 @@
+# identity-enricher: `make run` (the pipeline on the embedded stack) and `make test` (the suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test unit e2e lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# The embedded stack, one worker, the bundled sample; Ctrl-C stops everything.
+# RUN_ONCE=1 exits after the sample has been processed.
+run: install
+	$(BIN)/enricher demo $(if $(filter-out 0,$(RUN_ONCE)),--once,)
+
+# The whole suite against the real broker and Redis, then the linters.
+test: install
+	$(BIN)/python -m pytest
+	$(MAKE) lint
+
+unit: install
+	$(BIN)/python -m pytest tests/enrichers tests/streams
+
+e2e: install
+	$(BIN)/python -m pytest tests/e2e
+
+lint: install
+	$(BIN)/ruff check streams enrichers tests
+	$(BIN)/ruff format --check streams enrichers tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,98 @@
+"""Settings: environment, config file, validation at start (CONTRACT "Running it")."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from enrichers import IpPolicy
+from streams.settings import Settings, SettingsError
+
+
+def test_defaults_follow_the_contract() -> None:
+    settings = Settings.load(environ={})
+    assert settings.topic_raw == "events.raw"
+    assert settings.topic_warehouse == "events.warehouse"
+    assert settings.topic_destinations == "events.destinations"
+    assert settings.topic_deadletter == "events.deadletter"
+    assert settings.device_ttl_days == 730
+    assert settings.ip_policy_warehouse == IpPolicy("keep")
+
+
+def test_environment_sets_values() -> None:
+    settings = Settings.load(
+        environ={
+            "ENRICHER_BROKER": "127.0.0.1:9093",
+            "ENRICHER_APP_ID": "shop",
+            "ENRICHER_COLLECT_IPV6": "true",
+            "ENRICHER_IP_POLICY_DESTINATIONS": "truncate",
+        }
+    )
+    assert settings.broker == "kafka://127.0.0.1:9093"
+    assert settings.bootstrap_servers == "127.0.0.1:9093"
+    assert settings.app_id == "shop"
+    assert settings.collect_ipv6 is True
+    assert settings.ip_policy_destinations == IpPolicy("truncate", 24, 48)
+
+
+def test_config_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    config = tmp_path / "enricher.toml"
+    config.write_text('app_id = "from-file"\nENRICHER_DEVICE_TTL_DAYS = 30\n')
+    settings = Settings.load(environ={"ENRICHER_APP_ID": "from-env"}, config_file=config)
+    assert settings.app_id == "from-env"
+    assert settings.device_ttl_days == 30
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ENRICHER_BROKER", "not a url"),
+        ("ENRICHER_REDIS_URL", "http://x"),
+        ("ENRICHER_APP_ID", "has{brace}"),
+        ("ENRICHER_WEB_PORT", "70000"),
+        ("ENRICHER_DEVICE_TTL_DAYS", "-1"),
+        ("ENRICHER_COLLECT_IPV6", "maybe"),
+        ("ENRICHER_IP_POLICY_WAREHOUSE", "blur"),
+        ("ENRICHER_IP_POLICY_WAREHOUSE", "truncate:40:48"),
+        ("ENRICHER_CONTEXT_TRAITS", "plan"),
+    ],
+)
+def test_bad_value_is_refused_naming_the_setting(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.load(environ={name: value})
+
+
+def test_unknown_name_in_config_file_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "enricher.toml"
+    config.write_text('colour = "blue"\n')
+    with pytest.raises(SettingsError, match="colour"):
+        Settings.load(environ={}, config_file=config)
+
+
+def test_worker_refuses_to_start_with_a_bad_setting() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "worker"],
+        env={"ENRICHER_IP_POLICY_WAREHOUSE": "blur", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "ENRICHER_IP_POLICY_WAREHOUSE" in result.stderr
+
+
+def test_help_lists_every_setting() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "--help"], capture_output=True, text=True, timeout=60
+    )
+    for name in (
+        "ENRICHER_BROKER",
+        "ENRICHER_REDIS_URL",
+        "ENRICHER_CONTEXT_TRAITS",
+        "ENRICHER_IP_POLICY_DESTINATIONS",
+        "ENRICHER_WEB_PORT",
+    ):
+        assert name in result.stdout

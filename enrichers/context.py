@@ -59,3 +59,18 @@ def reaches_destinations(integrations: Mapping[str, Any]) -> bool:
         name != "All" and (value is True or isinstance(value, dict))
         for name, value in integrations.items()
     )
+
+
+def fill_context_traits(
+    context: dict[str, Any], known_traits: Mapping[str, Any], keys: tuple[str, ...]
+) -> None:
+    """R30: ``context.traits`` gets the named keys (or all, for ``*``) of the user's known
+    traits; keys given on the call win. Nothing is added when nothing is known."""
+    if keys == ("*",):
+        filled = dict(known_traits)
+    else:
+        filled = {key: known_traits[key] for key in keys if key in known_traits}
+    if not filled:
+        return
+    given = context.get("traits")
+    context["traits"] = {**filled, **given} if isinstance(given, dict) else filled

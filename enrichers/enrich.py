@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from enrichers.context import build_context
+from enrichers.context import build_context, fill_context_traits
 from enrichers.identity import DeviceRef, Identity, apply_identity
 from enrichers.ids import derived_message_id, message_id_digest, new_visitor_device_key
 from enrichers.messages import build_warehouse_message, split_outputs
@@ -89,9 +90,17 @@ def resolve_device(event: RawEvent, source: Source) -> DeviceRef:
 
 
 def enrich_event(
-    state: DeviceState, event: RawEvent, device: DeviceRef, source: Source, policy: Policy
+    state: DeviceState,
+    event: RawEvent,
+    device: DeviceRef,
+    source: Source,
+    policy: Policy,
+    user_traits: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> EventOutcome:
-    """Apply every rule to one event of one device, given the device's current state."""
+    """Apply every rule to one event of one device, given the device's current state.
+
+    ``user_traits`` holds the user profiles' traits by userId, for the context-traits policy
+    (R30); it is only read when that policy is on."""
     # R34: the device remembers the last offset applied from each source partition.
     if state.applied.get(source.stream, -1) >= source.offset:
         return EventOutcome(Status.ALREADY_APPLIED, state)
@@ -131,6 +140,13 @@ def enrich_event(
         event.get("requestIp"),
         policy.collect_ipv6,
     )
+    if policy.context_traits and event.type != "identify":
+        # R30: the user profile when identified, the device's cache when anonymous
+        if identity.user_id:
+            known = (user_traits or {}).get(identity.user_id, {})
+        else:
+            known = new_state.utraits
+        fill_context_traits(call.context, known, policy.context_traits)
     enrichment = {
         "device": device.key,
         "source": str(source),

@@ -76,6 +76,9 @@ def truncate_ip(value: str, v4_bits: int, v6_bits: int) -> str:
         address = ipaddress.ip_address(value)
     except ValueError:
         return value
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        # an IPv4 client seen through an IPv6 socket: its IPv4 part is truncated as IPv4
+        return "::ffff:" + truncate_ip(str(address.ipv4_mapped), v4_bits, v6_bits)
     bits = v4_bits if address.version == 4 else v6_bits
     network = ipaddress.ip_network(f"{address}/{bits}", strict=False)
     return str(network.network_address)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -32,6 +32,7 @@ from enrichers import (
     parse_raw_event,
     resolve_device,
 )
+from enrichers.values import id_string
 from streams.deadletter import dead_letter_value
 from streams.records import InRecord, OutRecord
 from streams.retry import until_done
@@ -106,6 +107,13 @@ class BatchProcessor:
         accepted = self._accept(records, out)
         device_keys = list(dict.fromkeys(item.device.key for item in accepted))
         stored = await self._retrying(lambda: self._store.load_devices(device_keys), "load")
+        user_traits: dict[str, dict[str, Any]] = {}
+        if self._policy.context_traits:
+            # R30 reads user profiles: those of every user the batch may name, one round trip
+            candidates = list(_users_named(accepted, stored.values()))
+            user_traits = await self._retrying(
+                lambda: self._store.load_user_traits(candidates), "load profiles"
+            )
         states: dict[str, DeviceState] = {}
         advanced: dict[str, dict[str, int]] = {}
         users: list[UserProfileUpdate] = []
@@ -118,6 +126,7 @@ class BatchProcessor:
                 item.device,
                 item.source,
                 self._policy,
+                user_traits,
             )
             self._count(item.event, outcome.status)
             if outcome.status is Status.ALREADY_APPLIED:
@@ -143,6 +152,9 @@ class BatchProcessor:
                 )
             if outcome.user_update is not None:
                 users.append(outcome.user_update)
+                if outcome.user_update.traits and self._policy.context_traits:
+                    merged = user_traits.setdefault(outcome.user_update.user_id, {})
+                    merged.update(outcome.user_update.traits)
             if outcome.group_update is not None:
                 groups.append(outcome.group_update)
 
@@ -191,3 +203,15 @@ class BatchProcessor:
 
     def _count_retry(self, what: str) -> None:
         self.counters.retries[what] += 1
+
+
+def _users_named(accepted: Sequence[_Accepted], stored: Iterable[DeviceState]) -> Iterator[str]:
+    """Every userId a batch's messages may carry (R15, R22): stored ones and given ones."""
+    for state in stored:
+        if state.uid:
+            yield state.uid
+    for item in accepted:
+        for candidate in (item.event.get("userId"), item.event.options.get("userId")):
+            user_id = id_string(candidate)
+            if user_id:
+                yield user_id

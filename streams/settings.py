@@ -91,10 +91,8 @@ def _ip_policy(value: str) -> IpPolicy:
 
 def _context_traits(value: str) -> tuple[str, ...]:
     keys = tuple(key.strip() for key in value.split(",") if key.strip())
-    if keys:
-        # R30 reads the user profile; it comes with the context-traits issue. Refusing the
-        # setting beats silently ignoring it.
-        raise ValueError("the context-traits policy (R30) is not supported yet; leave it empty")
+    if "*" in keys and len(keys) > 1:
+        raise ValueError("either * (every trait) or a comma-separated list of trait keys")
     return keys
 
 
@@ -152,7 +150,10 @@ class Settings:
         "R28: as above, for events.destinations",
     )
     context_traits: tuple[str, ...] = _setting(
-        "ENRICHER_CONTEXT_TRAITS", _context_traits, (), "R30: trait keys or * (not yet supported)"
+        "ENRICHER_CONTEXT_TRAITS",
+        _context_traits,
+        (),
+        "R30: trait keys (comma-separated) or * for context.traits; empty: off",
     )
     batch_max: int = _setting(
         "ENRICHER_BATCH_MAX", _positive_int, 2000, "most raw events in one batch"

@@ -114,6 +114,21 @@ class StateStore:
                 states[key] = decode_device(reply)
         return states
 
+    async def load_user_traits(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The merged traits of each user profile (absent users are left out), one round trip."""
+        user_ids = list(dict.fromkeys(user_ids))
+        if not user_ids:
+            return {}
+        async with self._client.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.hgetall(self._keys.user(user_id)[0])
+            replies = await pipe.execute()
+        return {
+            user_id: decode_traits(reply)
+            for user_id, reply in zip(user_ids, replies, strict=True)
+            if reply
+        }
+
     async def save(
         self,
         devices: Sequence[DeviceWrite],
@@ -163,6 +178,10 @@ def encode_device(state: DeviceState) -> bytes:
     document = state.to_json()
     document.pop("o", None)
     return orjson.dumps(document)
+
+
+def decode_traits(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
+    return {name.decode(): orjson.loads(value) for name, value in fields.items()}
 
 
 def decode_device(fields: Mapping[bytes, bytes]) -> DeviceState:

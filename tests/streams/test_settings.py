@@ -57,7 +57,7 @@ def test_config_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
         ("ENRICHER_COLLECT_IPV6", "maybe"),
         ("ENRICHER_IP_POLICY_WAREHOUSE", "blur"),
         ("ENRICHER_IP_POLICY_WAREHOUSE", "truncate:40:48"),
-        ("ENRICHER_CONTEXT_TRAITS", "plan"),
+        ("ENRICHER_CONTEXT_TRAITS", "plan,*"),
     ],
 )
 def test_bad_value_is_refused_naming_the_setting(name: str, value: str) -> None:

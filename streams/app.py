@@ -17,10 +17,12 @@ import redis.asyncio as aioredis
 
 from streams.batch import BatchProcessor, OutputTopics
 from streams.keys import KeySpace
+from streams.lookups import Lookups
 from streams.records import InRecord, OutRecord
 from streams.settings import Settings
 from streams.store import StateStore
 from streams.topics import ensure_topics
+from streams.web import add_lookup_views
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,9 @@ def create_app(settings: Settings) -> EnricherApp:
     store = StateStore(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms)
     processor = BatchProcessor(store, FaustWriter(app), topics, settings.policy)
     app.enricher = processor
+    add_lookup_views(
+        app, Lookups(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms)
+    )
 
     @app.agent(raw_topic, name="enrich", concurrency=1)
     async def enrich(stream: faust.StreamT[Any]) -> None:

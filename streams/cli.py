@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="start the embedded stack and a worker, feed the bundled sample, show it"
     )
     demo.add_argument("--once", action="store_true", help="exit after the sample is processed")
+    lookup = commands.add_parser(
+        "lookup", help="print what the enricher knows of a device, user or group, as JSON"
+    )
+    lookup.add_argument("kind", choices=["device", "user", "group"])
+    lookup.add_argument("id", help="the device key, userId or groupId")
     commands.add_parser("settings", help="print the effective settings and exit")
     return parser
 
@@ -65,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(
             settings, once=args.once, embedded_broker=not broker_configured(args.config)
         )
+    if args.command == "lookup":
+        from streams.lookups import run_lookup
+
+        return run_lookup(settings, args.kind, args.id)
     if args.command == "settings":
         for name, value in vars(settings).items():
             print(f"{name} = {value}")

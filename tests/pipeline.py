@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -109,10 +111,12 @@ class Pipeline:
 class WorkerProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
+    web_port: int
 
     @classmethod
     def start(cls, env: dict[str, str], log_path: Path) -> WorkerProcess:
-        env = {**env, "ENRICHER_WEB_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"}
+        web_port = free_port()
+        env = {**env, "ENRICHER_WEB_PORT": str(web_port), "PYTHONUNBUFFERED": "1"}
         log = log_path.open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"],
@@ -121,7 +125,15 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        return cls(process, log_path)
+        return cls(process, log_path, web_port)
+
+    def get(self, path: str) -> tuple[int, Any]:
+        """GET a path of the worker's web server: (status, decoded JSON body)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}") as response:
+                return response.status, orjson.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, orjson.loads(error.read())
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -1,0 +1,30 @@
+"""HTTP lookups on the worker's web server: ``GET /devices/{key}``, ``/users/{id}``,
+``/groups/{id}``. Ids are URL-decoded path segments and may contain any character
+(``/`` as ``%2F``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from streams.lookups import Lookups, not_found
+
+_ANY = r"{key:[\s\S]+}"  # any characters, newlines included
+ROUTES = {"device": f"/devices/{_ANY}", "user": f"/users/{_ANY}", "group": f"/groups/{_ANY}"}
+
+
+def add_lookup_views(app: faust.App, lookups: Lookups) -> None:
+    for kind, path in ROUTES.items():
+        app.page(path, name=f"lookup_{kind}")(_view(kind, lookups))
+
+
+def _view(kind: str, lookups: Lookups) -> type[View]:
+    async def get(view: View, request: Request, key: str, **_: Any) -> Response:
+        found = await lookups.find(kind, key)
+        if found is None:
+            return view.json(not_found(kind, key), status=404)
+        return view.json(found)
+
+    return type(f"{kind.title()}Lookup", (View,), {"get": get, "__doc__": f"Look up a {kind}."})

@@ -10,14 +10,21 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 from enrichers.context import build_context, fill_context_traits
 from enrichers.identity import DeviceRef, Identity, apply_identity
 from enrichers.ids import derived_message_id, message_id_digest, new_visitor_device_key
 from enrichers.messages import build_warehouse_message, split_outputs
 from enrichers.policy import Policy
 from enrichers.profiles import GroupProfileUpdate, UserProfileUpdate
-from enrichers.raw import RawEvent
-from enrichers.state import RECENT_MESSAGE_IDS, DeviceState
+from enrichers.raw import RawEvent, RejectCode, Rejection
+from enrichers.state import (
+    MAX_CACHED_TRAIT_KEYS,
+    MAX_CACHED_TRAITS_BYTES,
+    RECENT_MESSAGE_IDS,
+    DeviceState,
+)
 from enrichers.timestamps import resolve_times
 from enrichers.values import id_string, is_truthy
 
@@ -46,6 +53,7 @@ class Status(StrEnum):
     CONTROL = "control"  # a control event: state only (R29)
     DUPLICATE = "duplicate"  # R33: a client retry, nothing changes
     ALREADY_APPLIED = "already_applied"  # R34: re-delivered after its state was saved
+    REJECTED = "rejected"  # valid on its own, but its state change breaks a bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,7 @@ class EventOutcome:
     identity: Identity | None = None
     user_update: UserProfileUpdate | None = None
     group_update: GroupProfileUpdate | None = None
+    rejection: Rejection | None = None
 
 
 def resolve_message_id(event: RawEvent, source: Source) -> str:
@@ -87,6 +96,25 @@ def resolve_device(event: RawEvent, source: Source) -> DeviceRef:
             if key:
                 return DeviceRef(key)
     return DeviceRef(new_visitor_device_key(resolve_message_id(event, source)), new_visitor=True)
+
+
+_CHANGES_TRAITS = frozenset({"identify", "group", "setUserTraits", "setGroupTraits"})
+
+
+def _oversized_cache(state: DeviceState) -> str | None:
+    for name, traits in (("user", state.utraits), ("group", state.gtraits)):
+        if not traits:
+            continue
+        if len(traits) > MAX_CACHED_TRAIT_KEYS:
+            return (
+                f"cached {name} traits would hold {len(traits)} keys, over {MAX_CACHED_TRAIT_KEYS}"
+            )
+        size = len(orjson.dumps(traits))
+        if size > MAX_CACHED_TRAITS_BYTES:
+            return (
+                f"cached {name} traits would take {size} bytes (at most {MAX_CACHED_TRAITS_BYTES})"
+            )
+    return None
 
 
 def enrich_event(
@@ -126,6 +154,14 @@ def enrich_event(
 
     message_id = resolve_message_id(event, source)
     change = apply_identity(state, event, device, message_id)
+    oversized = _oversized_cache(change.state) if event.type in _CHANGES_TRAITS else None
+    if oversized is not None:
+        # the event is dead-lettered and changes nothing; its offset counts as applied
+        return EventOutcome(
+            Status.REJECTED,
+            replace(state, applied=applied),
+            rejection=Rejection(RejectCode.TOO_LARGE, oversized),
+        )
     recent = state.recent if digest is None else (*state.recent, digest)[-RECENT_MESSAGE_IDS:]
     last_seen = max(times.received_at_ms, state.last_seen_ms or times.received_at_ms)
     new_state = replace(change.state, last_seen_ms=last_seen, recent=recent, applied=applied)

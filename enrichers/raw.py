@@ -18,6 +18,10 @@ from enrichers.values import is_number
 MAX_EVENT_BYTES: Final = 32 * 1024
 """Segment's per-message limit; a larger raw value is dead-lettered as ``too_large``."""
 
+MAX_DEPTH: Final = 32
+"""Deepest nesting of objects and arrays accepted in a raw event (deeper is ``invalid_field``):
+it keeps every message serialisable and every traversal cheap."""
+
 MESSAGE_TYPES: Final = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 CONTROL_TYPES: Final = frozenset(
     {
@@ -130,6 +134,25 @@ _VALUE_CHECKS: Final[dict[str, tuple[Callable[[Any], bool], str]]] = {
 }
 
 
+def nesting_depth(value: Any) -> int:
+    """How deeply objects and arrays nest in a JSON value (a scalar is 0), without recursion."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_DEPTH:
+            return deepest
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def _field_problem(fields: Mapping[str, Any]) -> str | None:
     for name, (check, wanted) in _FIELD_CHECKS.items():
         if name in fields and not check(fields[name]):
@@ -172,6 +195,10 @@ def parse_raw_event(value: bytes | None) -> RawEvent | Rejection:
     problem = _field_problem(decoded)
     if problem is not None:
         return Rejection(RejectCode.INVALID_FIELD, problem)
+    if nesting_depth(decoded) > MAX_DEPTH:
+        return Rejection(
+            RejectCode.INVALID_FIELD, f"objects and arrays nest deeper than {MAX_DEPTH} levels"
+        )
     if event_type == "track" and not decoded.get("event"):
         return Rejection(RejectCode.MISSING_EVENT, "a track event needs a non-empty 'event'")
     return RawEvent(event_type, decoded)

@@ -10,6 +10,11 @@ from typing import Any, Final
 RECENT_MESSAGE_IDS: Final = 64
 """R33: how many accepted messageIds per device are remembered for duplicate detection."""
 
+MAX_CACHED_TRAIT_KEYS: Final = 256
+MAX_CACHED_TRAITS_BYTES: Final = 32 * 1024
+"""Bounds of a device's cached user or group traits: the identify and group messages carry the
+whole cache (R16, R20), so it may not outgrow Segment's 32 KB message limit."""
+
 _EMPTY: Final[Mapping[str, Any]] = {}
 
 

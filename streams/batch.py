@@ -8,6 +8,7 @@ the same messageIds, and the fence keeps state changes from applying twice.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -39,6 +40,7 @@ from streams.retry import until_done
 from streams.store import DeviceWrite, StateStore, coalesce_profiles
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class RecordWriter(Protocol):
@@ -120,19 +122,23 @@ class BatchProcessor:
         groups: list[GroupProfileUpdate] = []
         for item in accepted:  # R34: per device in input order
             key = item.device.key
-            outcome = enrich_event(
-                states.get(key) or stored.get(key, EMPTY_DEVICE),
-                item.event,
-                item.device,
-                item.source,
-                self._policy,
-                user_traits,
-            )
+            state = states[key] if key in states else stored.get(key, EMPTY_DEVICE)
+            try:
+                outcome = enrich_event(
+                    state, item.event, item.device, item.source, self._policy, user_traits
+                )
+            except Exception as exc:  # a bug must not turn one event into a poison pill
+                log.exception("processing %s failed; dead-lettered", item.source)
+                out.append(self._dead_letter(item.record, "processing_error", repr(exc)))
+                continue
             self._count(item.event, outcome.status)
             if outcome.status is Status.ALREADY_APPLIED:
                 continue
             states[key] = outcome.state
             advanced.setdefault(key, {})[item.source.stream] = item.source.offset
+            if outcome.rejection is not None:
+                rejection = outcome.rejection
+                out.append(self._dead_letter(item.record, rejection.code, rejection.message))
             if outcome.status is not Status.MESSAGE:
                 continue
             assert outcome.warehouse is not None and outcome.identity is not None
@@ -183,13 +189,16 @@ class BatchProcessor:
             else:
                 result = parse_raw_event(record.value)
             if isinstance(result, Rejection):
-                self.counters.dead_letters[result.code] += 1
-                value = dead_letter_value(record, result.code, result.message, self._clock_ms())
-                out.append(OutRecord(self._topics.deadletter, record.key, value))
+                out.append(self._dead_letter(record, result.code, result.message))
                 continue
             source = Source(record.topic, record.partition, record.offset, key, record.timestamp_ms)
             accepted.append(_Accepted(record, result, source, resolve_device(result, source)))
         return accepted
+
+    def _dead_letter(self, record: InRecord, code: str, message: str) -> OutRecord:
+        self.counters.dead_letters[code] += 1
+        value = dead_letter_value(record, code, message, self._clock_ms())
+        return OutRecord(self._topics.deadletter, record.key, value)
 
     def _count(self, event: RawEvent, status: Status) -> None:
         self.counters.events_in[event.type] += 1

@@ -242,3 +242,27 @@ def test_enrichment_names_device_source_and_policy() -> None:
         "restored": False,
         "policy": DEFAULT_POLICY.fingerprint,
     }
+
+
+def test_cached_traits_beyond_their_bound_are_refused_and_change_nothing() -> None:
+    from enrichers.raw import RejectCode
+    from enrichers.state import MAX_CACHED_TRAIT_KEYS
+
+    half = MAX_CACHED_TRAIT_KEYS // 2 + 1
+    first = raw(type="identify", userId="u", traits={f"a{i}": i for i in range(half)})
+    second = raw(type="identify", userId="u", traits={f"b{i}": i for i in range(half)})
+    state, (ok, refused) = run([first, second])
+    assert ok.status is Status.MESSAGE
+    assert refused.status is Status.REJECTED and refused.warehouse is None
+    assert refused.rejection is not None and refused.rejection.code is RejectCode.TOO_LARGE
+    assert len(state.utraits) == half  # the refused merge left the cache as it was
+    assert state.applied == {"events.raw/0": 1}  # but its offset counts as applied (R34)
+
+
+def test_cached_traits_over_32_kb_are_refused() -> None:
+    big = "x" * 20_000
+    state, outcomes = run(
+        [raw(type="setGroupTraits", value={"a": big}), raw(type="group", traits={"b": big})]
+    )
+    assert [o.status for o in outcomes] == [Status.CONTROL, Status.REJECTED]
+    assert dict(state.gtraits) == {"a": big}

@@ -77,3 +77,24 @@ def test_rejection_explains_the_field() -> None:
     result = parse_raw_event(b'{"type": "identify", "traits": 3}')
     assert isinstance(result, Rejection)
     assert "traits" in result.message
+
+
+def test_nesting_deeper_than_the_limit_is_invalid() -> None:
+    from enrichers.raw import MAX_DEPTH
+
+    def nested(levels: int) -> dict[str, object]:
+        value: dict[str, object] = {}
+        for _ in range(levels):
+            value = {"a": value}
+        return value
+
+    ok = {"type": "track", "event": "e", "properties": nested(MAX_DEPTH - 2)}  # 32 levels
+    too_deep = {"type": "track", "event": "e", "properties": nested(MAX_DEPTH - 1)}  # 33
+    assert isinstance(parse_raw_event(orjson.dumps(ok)), RawEvent)
+    assert rejection_code(orjson.dumps(too_deep)) is RejectCode.INVALID_FIELD
+
+
+def test_numbers_beyond_double_range_are_invalid_json() -> None:
+    assert rejection_code(b'{"type": "track", "event": "e", "properties": {"n": 1e999}}') is (
+        RejectCode.INVALID_JSON
+    )

@@ -109,7 +109,9 @@ def create_app(settings: Settings) -> EnricherApp:
         settings.redis_url, socket_timeout=10, socket_connect_timeout=5
     )
     store = StateStore(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms)
-    processor = BatchProcessor(store, FaustWriter(app), topics, settings.policy)
+    processor = BatchProcessor(
+        store, FaustWriter(app), topics, settings.policy, settings.batch_max_bytes
+    )
     app.enricher = processor
     add_lookup_views(
         app, Lookups(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms)
@@ -122,7 +124,14 @@ def create_app(settings: Settings) -> EnricherApp:
             settings.batch_max, within=settings.batch_within
         )
         async for events in batches:
-            await processor.process([_in_record(event.message) for event in events])
+            try:
+                await processor.process([_in_record(event.message) for event in events])
+            except Exception as exc:
+                # not an outage (those are waited out) but a bug or a misconfiguration:
+                # stop the worker without acking, so the batch is redone after the fix
+                log.critical("batch failed; stopping the worker: %r", exc, exc_info=True)
+                await app.crash(exc)
+                return
             for event in events:  # only now may the offsets be committed
                 await stream.ack(event)
 

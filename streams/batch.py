@@ -94,6 +94,7 @@ class BatchProcessor:
         writer: RecordWriter,
         topics: OutputTopics,
         policy: Policy,
+        max_bytes: int = 16 * 1024 * 1024,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self._store = store
@@ -101,10 +102,23 @@ class BatchProcessor:
         self._topics = topics
         self._policy = policy
         self._clock_ms = clock_ms
+        self._max_bytes = max_bytes
         self.counters = Counters()
 
     async def process(self, records: Sequence[InRecord]) -> None:
-        """Process one batch completely; returns when its offsets may be committed."""
+        """Process one batch completely; returns when its offsets may be committed. A batch
+        over ``max_bytes`` of raw values is done in consecutive parts, in order."""
+        start = size = 0
+        for end, record in enumerate(records):
+            size += len(record.value or b"")
+            if size > self._max_bytes and end > start:
+                await self._process_part(records[start:end])
+                start, size = end, len(record.value or b"")
+        if start < len(records):
+            await self._process_part(records[start:])
+        self.counters.batches += 1
+
+    async def _process_part(self, records: Sequence[InRecord]) -> None:
         out: list[OutRecord] = []
         accepted = self._accept(records, out)
         device_keys = list(dict.fromkeys(item.device.key for item in accepted))
@@ -174,7 +188,6 @@ class BatchProcessor:
                 lambda: self._store.save(writes, advanced, user_merges, group_merges), "save"
             )
             self.counters.fenced_writes += refused
-        self.counters.batches += 1
 
     def _accept(self, records: Sequence[InRecord], out: list[OutRecord]) -> list[_Accepted]:
         """Validate every record; the rejected become dead letters in ``out``."""

@@ -8,26 +8,33 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
-from aiokafka.errors import KafkaError
-from redis.exceptions import BusyLoadingError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from redis.exceptions import BusyLoadingError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 T = TypeVar("T")
 
-RETRYABLE: Final = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    BusyLoadingError,
-    KafkaError,
-    ConnectionError,
-    TimeoutError,
-    OSError,
-)
 FIRST_DELAY: Final = 0.1
 MAX_DELAY: Final = 5.0
 
 log = logging.getLogger(__name__)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """An outage or a slow service, worth waiting for; anything else is a bug or a
+    misconfiguration and stops the worker (without committing)."""
+    if isinstance(exc, KafkaError):
+        return bool(exc.retriable) or isinstance(exc, KafkaConnectionError | KafkaTimeoutError)
+    return isinstance(
+        exc,
+        RedisConnectionError
+        | RedisTimeoutError
+        | BusyLoadingError
+        | TryAgainError
+        | ConnectionError
+        | TimeoutError,
+    )
 
 
 async def until_done(
@@ -41,7 +48,9 @@ async def until_done(
     while True:
         try:
             return await operation()
-        except RETRYABLE as exc:
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
             attempt += 1
             log.warning("%s failed (attempt %d, retrying in %.1fs): %r", what, attempt, delay, exc)
             if on_retry is not None:

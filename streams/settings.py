@@ -158,6 +158,12 @@ class Settings:
     batch_max: int = _setting(
         "ENRICHER_BATCH_MAX", _positive_int, 2000, "most raw events in one batch"
     )
+    batch_max_bytes: int = _setting(
+        "ENRICHER_BATCH_MAX_BYTES",
+        _positive_int,
+        16 * 1024 * 1024,
+        "raw bytes processed at once; a larger batch is split (bounds memory)",
+    )
     batch_within: float = _setting(
         "ENRICHER_BATCH_WITHIN", _positive_float, 0.05, "seconds to wait to fill a batch"
     )

@@ -1,0 +1,92 @@
+"""Faults inflicted on the real worker processes, broker and Redis while 50k events flow
+(SPEC R34, CONTRACT): nothing lost, nothing applied twice, repeats identical, and the state
+in Redis equal to a clean single run. Each test prints its FAULT-TABLE row."""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.faults import RedisServer, account, wait_for_output
+from tests.pipeline import Pipeline
+from tests.workload import mixed_events
+
+EVENTS = 50_000
+DEVICES = 2_000
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def messages_in(events: list[tuple[str, dict[str, object]]]) -> int:
+    return sum("messageId" in body for _, body in events)
+
+
+def test_sigkill_at_random_points(pipeline: Pipeline) -> None:
+    seed = random.randrange(1_000_000)
+    print(f"\nseed {seed}")
+    rng = random.Random(seed)
+    events = mixed_events(EVENTS, DEVICES, seed=seed)
+    total = messages_in(events)
+    kill_points = sorted(int(total * rng.uniform(0.05, 0.85)) for _ in range(3))
+    worker = pipeline.start_worker()
+    pipeline.produce_json(events)
+    for point in kill_points:
+        wait_for_output(pipeline, point)
+        worker.kill()
+        worker = pipeline.start_worker(wait=False)
+    account(f"SIGKILL x3 at {kill_points}", pipeline, events, pipeline.stack.redis_url)
+
+
+def test_second_worker_joins_and_first_leaves(pipeline: Pipeline) -> None:
+    events = mixed_events(EVENTS, DEVICES, seed=11)
+    total = messages_in(events)
+    first = pipeline.start_worker()
+    pipeline.produce_json(events)
+    wait_for_output(pipeline, total // 5)
+    second = pipeline.start_worker()  # joins: the partitions are shared out again
+    wait_for_output(pipeline, total * 3 // 5)
+    first.stop()  # leaves: its partitions move to the second worker
+    account("rebalance: join at 20%, leave at 60%", pipeline, events, pipeline.stack.redis_url)
+    assert second.process.poll() is None
+
+
+def test_redis_restart_mid_stream(pipeline: Pipeline, private_redis: RedisServer) -> None:
+    events = mixed_events(EVENTS, DEVICES, seed=12)
+    pipeline.extra_env["ENRICHER_REDIS_URL"] = private_redis.url
+    worker = pipeline.start_worker()
+    pipeline.produce_json(events)
+    wait_for_output(pipeline, messages_in(events) // 3)
+    private_redis.stop()
+    time.sleep(3)
+    private_redis.start()
+    account("Redis restart at 33%", pipeline, events, private_redis.url)
+    worker.stop()
+    assert "retrying" in worker.log()  # the outage is reported
+
+
+def test_redis_unreachable_for_10_seconds(pipeline: Pipeline, private_redis: RedisServer) -> None:
+    events = mixed_events(EVENTS, DEVICES, seed=13)
+    pipeline.extra_env["ENRICHER_REDIS_URL"] = private_redis.url
+    worker = pipeline.start_worker()
+    pipeline.produce_json(events)
+    wait_for_output(pipeline, messages_in(events) // 3)
+    private_redis.freeze()
+    time.sleep(10)
+    private_redis.thaw()
+    account("Redis unreachable 10 s at 33%", pipeline, events, private_redis.url)
+    worker.stop()
+    retries = re.findall(r"retries=\{([^}]*)\}", worker.log())
+    assert retries and retries[-1], worker.log()[-3000:]

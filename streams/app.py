@@ -22,7 +22,7 @@ from streams.records import InRecord, OutRecord
 from streams.settings import Settings
 from streams.store import StateStore
 from streams.topics import ensure_topics
-from streams.web import add_lookup_views
+from streams.web import add_lookup_views, add_stats_view
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +105,13 @@ def create_app(settings: Settings) -> EnricherApp:
     topics = OutputTopics(
         settings.topic_warehouse, settings.topic_destinations, settings.topic_deadletter
     )
-    redis_client = aioredis.from_url(
-        settings.redis_url, socket_timeout=10, socket_connect_timeout=5
-    )
+    redis_client = aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     store = StateStore(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms)
     processor = BatchProcessor(
         store, FaustWriter(app), topics, settings.policy, settings.batch_max_bytes
     )
     app.enricher = processor
+    add_stats_view(app, processor.counters)
     add_lookup_views(
         app, Lookups(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms)
     )

@@ -70,6 +70,20 @@ class Counters:
     batches: int = 0
     retries: Counter[str] = field(default_factory=Counter)
 
+    def as_json(self) -> dict[str, object]:
+        return {
+            "batches": self.batches,
+            "eventsIn": dict(self.events_in),
+            "messagesOut": dict(self.messages_out),
+            "deadLetters": dict(self.dead_letters),
+            "duplicates": self.duplicates,
+            "alreadyApplied": self.already_applied,
+            "rotations": self.rotations,
+            "generatedAnonymousIds": self.generated_anonymous_ids,
+            "fencedWrites": self.fenced_writes,
+            "retries": dict(self.retries),
+        }
+
     def summary(self) -> str:
         return (
             f"batches={self.batches} in={sum(self.events_in.values())} "

@@ -9,6 +9,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from streams.batch import Counters
 from streams.lookups import Lookups, not_found
 
 _ANY = r"{key:[\s\S]+}"  # any characters, newlines included
@@ -18,6 +19,15 @@ ROUTES = {"device": f"/devices/{_ANY}", "user": f"/users/{_ANY}", "group": f"/gr
 def add_lookup_views(app: faust.App, lookups: Lookups) -> None:
     for kind, path in ROUTES.items():
         app.page(path, name=f"lookup_{kind}")(_view(kind, lookups))
+
+
+def add_stats_view(app: faust.App, counters: Counters) -> None:
+    """``GET /stats``: what the worker has done since it started, retries included."""
+
+    async def get(view: View, request: Request, **_: Any) -> Response:
+        return view.json(counters.as_json())
+
+    app.page("/stats", name="stats")(type("Stats", (View,), {"get": get}))
 
 
 def _view(kind: str, lookups: Lookups) -> type[View]:

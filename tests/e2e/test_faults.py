@@ -85,7 +85,9 @@ def test_redis_unreachable_for_10_seconds(pipeline: Pipeline, private_redis: Red
     wait_for_output(pipeline, messages_in(events) // 3)
     private_redis.freeze()
     time.sleep(10)
+    status, stats = worker.get("/stats")  # the outage shows in the metrics while it lasts
     private_redis.thaw()
+    assert status == 200 and sum(stats["retries"].values()) > 0, stats
     account("Redis unreachable 10 s at 33%", pipeline, events, private_redis.url)
     worker.stop()
     retries = re.findall(r"retries=\{([^}]*)\}", worker.log())

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test unit e2e lint clean
+.PHONY: install run test unit e2e lint bench clean
 
 install: $(STAMP)
 
@@ -32,9 +32,15 @@ e2e: install
 	$(BIN)/python -m pytest tests/e2e
 
 lint: install
-	$(BIN)/ruff check streams enrichers tests
-	$(BIN)/ruff format --check streams enrichers tests
+	$(BIN)/ruff check streams enrichers tests bench
+	$(BIN)/ruff format --check streams enrichers tests bench
 	$(BIN)/mypy
+
+# Side by side on the embedded stack: plain aiokafka loop, naive Faust agent, the enricher
+# (1 and 2 workers); writes bench/results/bench.json and bench.png. BENCH_EVENTS sets the size.
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

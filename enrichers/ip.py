@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final, Literal
 
 IpPolicyKind = Literal["keep", "drop", "truncate", "mask"]
@@ -63,11 +64,17 @@ KEEP: Final = IpPolicy("keep")
 
 def collectable_request_ip(request_ip: str, collect_ipv6: bool) -> bool:
     """R27: a request address becomes ``context.ip`` when IPv4, IPv6 only when enabled."""
+    version = ip_version(request_ip)
+    return version == 4 or (version == 6 and collect_ipv6)
+
+
+@lru_cache(maxsize=65_536)
+def ip_version(value: str) -> int | None:
+    """4 or 6 for an IP address, None for anything else (cached: addresses repeat)."""
     try:
-        address = ipaddress.ip_address(request_ip)
+        return ipaddress.ip_address(value).version
     except ValueError:
-        return False
-    return address.version == 4 or collect_ipv6
+        return None
 
 
 def truncate_ip(value: str, v4_bits: int, v6_bits: int) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from enrichers.ip import KEEP, IpPolicy
@@ -18,14 +18,15 @@ class Policy:
     ip_warehouse: IpPolicy = KEEP
     ip_destinations: IpPolicy = KEEP
     context_traits: tuple[str, ...] = ()
+    device_ttl_ms: int = field(init=False)
+    fingerprint: str = field(init=False)
+    """A short hash of the active policy, written to ``_enrichment.policy``."""
 
-    @property
-    def device_ttl_ms(self) -> int:
-        return int(self.device_ttl_days * DAY_MS)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device_ttl_ms", int(self.device_ttl_days * DAY_MS))
+        object.__setattr__(self, "fingerprint", self._fingerprint())
 
-    @property
-    def fingerprint(self) -> str:
-        """A short hash of the active policy, written to ``_enrichment.policy``."""
+    def _fingerprint(self) -> str:
         text = "|".join(
             (
                 f"ttl={self.device_ttl_days:g}",

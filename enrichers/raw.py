@@ -134,23 +134,19 @@ _VALUE_CHECKS: Final[dict[str, tuple[Callable[[Any], bool], str]]] = {
 }
 
 
-def nesting_depth(value: Any) -> int:
-    """How deeply objects and arrays nest in a JSON value (a scalar is 0), without recursion."""
-    deepest = 0
-    pending: list[tuple[Any, int]] = [(value, 0)]
+def nests_deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays nest more than ``limit`` levels deep (a scalar is 0 levels),
+    without recursion; only containers are visited."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, depth + 1)
-        if deepest > MAX_DEPTH:
-            return deepest
-        pending.extend((child, depth + 1) for child in children)
-    return deepest
+        if depth > limit:
+            return True
+        for child in item.values() if type(item) is dict else item:
+            kind = type(child)
+            if kind is dict or kind is list:
+                pending.append((child, depth + 1))
+    return False
 
 
 def _field_problem(fields: Mapping[str, Any]) -> str | None:
@@ -195,7 +191,7 @@ def parse_raw_event(value: bytes | None) -> RawEvent | Rejection:
     problem = _field_problem(decoded)
     if problem is not None:
         return Rejection(RejectCode.INVALID_FIELD, problem)
-    if nesting_depth(decoded) > MAX_DEPTH:
+    if nests_deeper_than(decoded, MAX_DEPTH):
         return Rejection(
             RejectCode.INVALID_FIELD, f"objects and arrays nest deeper than {MAX_DEPTH} levels"
         )

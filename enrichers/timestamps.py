@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -26,8 +27,15 @@ def parse_iso_ms(text: Any) -> int | None:
 
 def format_iso_ms(epoch_ms: int) -> str:
     """ISO-8601 UTC with milliseconds and ``Z``."""
-    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    seconds, millis = divmod(epoch_ms, 1000)
+    return f"{_second_prefix(seconds)}{millis:03d}Z"
+
+
+@lru_cache(maxsize=8192)
+def _second_prefix(epoch_seconds: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.`` of a second; events of a batch share a few seconds."""
+    moment = _EPOCH + timedelta(seconds=epoch_seconds)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import faust
 import redis.asyncio as aioredis
+from aiokafka.partitioner import murmur2
 
 from streams.batch import BatchProcessor, OutputTopics
 from streams.keys import KeySpace
@@ -30,18 +31,37 @@ STATS_INTERVAL_SECONDS = 30.0
 
 
 class FaustWriter:
-    """Produces through the app's own producer and waits for every acknowledgement."""
+    """Produces through the app's own producer and waits for every acknowledgement.
+
+    Partitions are chosen here as Kafka's default partitioner does (murmur2 of the key), once
+    per key and batch rather than once per record."""
 
     def __init__(self, app: faust.App) -> None:
         self._app = app
+        self.partitions: dict[str, int] = {}
 
     async def write(self, records: Sequence[OutRecord]) -> None:
         producer = self._app.producer
-        pending = [
-            await producer.send(record.topic, record.key, record.value, None, None, None)
-            for record in records
-        ]
+        partition_of: dict[tuple[bytes | None, int], int | None] = {}
+        pending = []
+        for record in records:
+            count = self.partitions.get(record.topic, 0)
+            slot = (record.key, count)
+            if slot not in partition_of:
+                partition_of[slot] = _partition(record.key, count)
+            pending.append(
+                await producer.send(
+                    record.topic, record.key, record.value, partition_of[slot], None, None
+                )
+            )
         await asyncio.gather(*pending)
+
+
+def _partition(key: bytes | None, partitions: int) -> int | None:
+    """Kafka's default partitioner for keyed records; None lets the producer choose."""
+    if key is None or partitions == 0:
+        return None
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def _in_record(message: Any) -> InRecord:
@@ -60,9 +80,10 @@ class EnricherApp(faust.App):
 
     enricher_settings: Settings
     enricher: BatchProcessor
+    enricher_writer: FaustWriter
 
     async def on_first_start(self) -> None:
-        await ensure_topics(self.enricher_settings)
+        self.enricher_writer.partitions = await ensure_topics(self.enricher_settings)
         await super().on_first_start()
 
     async def on_stop(self) -> None:
@@ -107,8 +128,9 @@ def create_app(settings: Settings) -> EnricherApp:
     )
     redis_client = aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     store = StateStore(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms)
+    app.enricher_writer = FaustWriter(app)
     processor = BatchProcessor(
-        store, FaustWriter(app), topics, settings.policy, settings.batch_max_bytes
+        store, app.enricher_writer, topics, settings.policy, settings.batch_max_bytes
     )
     app.enricher = processor
     add_stats_view(app, processor.counters)

@@ -1,12 +1,17 @@
-"""Device state and profiles in Redis: one round trip to load a batch's devices, one to save
-them with their profile updates, whatever the batch size."""
+"""Device state and profiles in Redis: one command to load a batch's devices, one script call
+to save them and one to merge the batch's profile updates, whatever the batch size.
+
+A device record is one string: ``<stream>=<offset>;...`` (the last offset applied from each
+source partition, the fence of SPEC R34), a newline, and the state JSON. Loading is an MGET;
+saving is ``save_devices.lua``, which refuses a record whose stored fence is at or beyond the
+batch's offsets."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -20,6 +25,8 @@ ANONYMOUS_IDS_PER_USER: Final = 50
 EXPIRY_MARGIN_MS: Final = 30 * DAY_MS
 """Redis expiry runs on the wall clock, R1 on event time: the margin keeps a replay of
 recent history from finding records already reclaimed."""
+
+_SCRIPTS: Final = ("save_devices.lua", "merge_profiles.lua")
 
 
 def _script(name: str) -> str:
@@ -44,14 +51,10 @@ class ProfileMerge:
             self.traits.update(traits)
 
     def script_args(self) -> list[Any]:
-        args: list[Any] = [
-            self.first_seen_ms,
-            self.last_seen_ms,
-            ANONYMOUS_IDS_PER_USER,
-            len(self.anonymous_ids),
-        ]
+        args: list[Any] = [self.first_seen_ms, self.last_seen_ms, len(self.anonymous_ids)]
         for anonymous_id, seen in self.anonymous_ids.items():
             args += [seen, anonymous_id]
+        args.append(len(self.traits))
         for name, value in self.traits.items():
             args += [name, orjson.dumps(value)]
         return args
@@ -59,7 +62,7 @@ class ProfileMerge:
 
 @dataclass(frozen=True, slots=True)
 class DeviceWrite:
-    """A device's new state and the source offsets it was advanced to (its fence)."""
+    """A device's new state; ``state.applied`` holds its fence."""
 
     key: str
     state: DeviceState
@@ -86,33 +89,31 @@ class StateStore:
         self._client = client
         self._keys = keys
         self._expiry_ms = device_ttl_ms + EXPIRY_MARGIN_MS
-        self._scripts = {name: _script(name) for name in ("save_device.lua", "merge_profile.lua")}
         self._shas: dict[str, str] = {}
         self.fenced_writes = 0
-
-    async def load_scripts(self) -> None:
-        """Load the Lua scripts (again after a Redis restart, on NOSCRIPT), so that a save is
-        one round trip of EVALSHA calls."""
-        for name, source in self._scripts.items():
-            self._shas[name] = await self._client.script_load(source)
 
     @property
     def keys(self) -> KeySpace:
         return self._keys
 
+    async def load_scripts(self) -> None:
+        """Load the Lua scripts (again after a Redis restart, on NOSCRIPT)."""
+        for name in _SCRIPTS:
+            self._shas[name] = await self._client.script_load(_script(name))
+
     async def load_devices(self, device_keys: Sequence[str]) -> dict[str, DeviceState]:
-        """The stored state of each device (absent devices are left out), one round trip."""
+        """The stored state of each device (absent devices are left out): one MGET."""
         if not device_keys:
             return {}
-        async with self._client.pipeline(transaction=False) as pipe:
-            for key in device_keys:
-                pipe.hgetall(self._keys.device(key))
-            replies = await pipe.execute()
-        states: dict[str, DeviceState] = {}
-        for key, reply in zip(device_keys, replies, strict=True):
-            if reply:
-                states[key] = decode_device(reply)
-        return states
+        records = cast(
+            list[bytes | None],
+            await self._client.mget([self._keys.device(key) for key in device_keys]),
+        )
+        return {
+            key: decode_device(record)
+            for key, record in zip(device_keys, records, strict=True)
+            if record is not None
+        }
 
     async def load_user_traits(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The merged traits of each user profile (absent users are left out), one round trip."""
@@ -136,17 +137,16 @@ class StateStore:
         users: Mapping[str, ProfileMerge],
         groups: Mapping[str, ProfileMerge],
     ) -> int:
-        """Write profiles, then devices, in one round trip. ``advanced`` names, per device,
-        the source offsets this batch applied (the fence of save_device.lua). Returns how many
-        device writes the fence refused."""
+        """Merge profiles, then write devices (one script call each, one round trip).
+        ``advanced`` names, per device, the source offsets this batch applied (the fence).
+        Returns how many device writes the fence refused."""
         if not self._shas:
             await self.load_scripts()
         try:
-            replies = await self._save_round_trip(devices, advanced, users, groups)
+            refused = await self._save_round_trip(devices, advanced, users, groups)
         except NoScriptError:
             await self.load_scripts()  # Redis restarted and lost its script cache
-            replies = await self._save_round_trip(devices, advanced, users, groups)
-        refused = sum(1 for reply in replies[len(users) + len(groups) :] if reply == 0)
+            refused = await self._save_round_trip(devices, advanced, users, groups)
         self.fenced_writes += refused
         return refused
 
@@ -156,37 +156,56 @@ class StateStore:
         advanced: Mapping[str, Mapping[str, int]],
         users: Mapping[str, ProfileMerge],
         groups: Mapping[str, ProfileMerge],
-    ) -> list[Any]:
-        merge_sha = self._shas["merge_profile.lua"]
-        save_sha = self._shas["save_device.lua"]
+    ) -> int:
+        profile_keys: list[str] = []
+        profile_args: list[Any] = [ANONYMOUS_IDS_PER_USER]
+        for keys, merges in ((self._keys.user, users), (self._keys.group, groups)):
+            for identifier, merge in merges.items():
+                profile_keys += keys(identifier)
+                profile_args += merge.script_args()
+        device_keys: list[str] = []
+        device_args: list[Any] = [self._expiry_ms]
+        for write in devices:
+            device_keys.append(self._keys.device(write.key))
+            streams = advanced.get(write.key, {})
+            device_args += [encode_device(write.state), len(streams)]
+            for stream, offset in streams.items():
+                device_args += [stream, offset]
         async with self._client.pipeline(transaction=False) as pipe:
-            for user_id, merge in users.items():
-                pipe.evalsha(merge_sha, 3, *self._keys.user(user_id), *merge.script_args())
-            for group_id, merge in groups.items():
-                pipe.evalsha(merge_sha, 3, *self._keys.group(group_id), *merge.script_args())
-            for write in devices:
-                args: list[Any] = [self._expiry_ms, encode_device(write.state)]
-                for stream, offset in advanced.get(write.key, {}).items():
-                    args += [stream, offset]
-                pipe.evalsha(save_sha, 1, self._keys.device(write.key), *args)
-            replies: list[Any] = await pipe.execute()
-        return replies
+            if profile_keys:
+                pipe.evalsha(
+                    self._shas["merge_profiles.lua"],
+                    len(profile_keys),
+                    *profile_keys,
+                    *profile_args,
+                )
+            if device_keys:
+                pipe.evalsha(
+                    self._shas["save_devices.lua"], len(device_keys), *device_keys, *device_args
+                )
+            replies = await pipe.execute()
+        return int(replies[-1]) if device_keys else 0
 
 
 def encode_device(state: DeviceState) -> bytes:
-    """The state JSON without the offsets, which live in their own hash fields."""
+    """``<stream>=<offset>;...`` newline state JSON (the offsets out of the JSON)."""
     document = state.to_json()
-    document.pop("o", None)
-    return orjson.dumps(document)
+    applied = document.pop("o", {})
+    head = ";".join(f"{stream}={offset}" for stream, offset in applied.items())
+    return head.encode() + b"\n" + orjson.dumps(document)
+
+
+def decode_device(record: bytes) -> DeviceState:
+    head, _, body = record.partition(b"\n")
+    document: dict[str, Any] = orjson.loads(body)
+    applied: dict[str, int] = {}
+    for part in head.decode().split(";"):
+        if part:
+            stream, _, offset = part.rpartition("=")
+            applied[stream] = int(offset)
+    document["o"] = applied
+    return DeviceState.from_json(document)
 
 
 def decode_traits(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
     return {name.decode(): orjson.loads(value) for name, value in fields.items()}
-
-
-def decode_device(fields: Mapping[bytes, bytes]) -> DeviceState:
-    document: dict[str, Any] = orjson.loads(fields.get(b"s", b"{}"))
-    document["o"] = {
-        name[2:].decode(): int(value) for name, value in fields.items() if name.startswith(b"o:")
-    }
-    return DeviceState.from_json(document)

@@ -24,25 +24,28 @@ def topic_names(settings: Settings) -> list[str]:
     ]
 
 
-async def ensure_topics(settings: Settings) -> None:
-    """Create every missing topic with the configured partitions and replication."""
+async def ensure_topics(settings: Settings) -> dict[str, int]:
+    """Create every missing topic with the configured partitions and replication; returns the
+    number of partitions of each topic."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [name for name in topic_names(settings) if name not in existing]
-        if not missing:
-            return
-        response = await admin.create_topics(
-            [
-                NewTopic(name, settings.topic_partitions, settings.topic_replication)
-                for name in missing
-            ]
-        )
-        for name, code, *_ in response.topic_errors:
-            # another worker may have created it a moment ago
-            if code not in (0, TopicAlreadyExistsError.errno):
-                raise for_code(code)(f"creating topic {name}")
-        log.info("created topics %s", ", ".join(missing))
+        if missing:
+            await _create(admin, settings, missing)
+        described = await admin.describe_topics(topic_names(settings))
+        return {topic["topic"]: len(topic["partitions"]) for topic in described}
     finally:
         await admin.close()
+
+
+async def _create(admin: AIOKafkaAdminClient, settings: Settings, missing: list[str]) -> None:
+    response = await admin.create_topics(
+        [NewTopic(name, settings.topic_partitions, settings.topic_replication) for name in missing]
+    )
+    for name, code, *_ in response.topic_errors:
+        # another worker may have created it a moment ago
+        if code not in (0, TopicAlreadyExistsError.errno):
+            raise for_code(code)(f"creating topic {name}")
+    log.info("created topics %s", ", ".join(missing))

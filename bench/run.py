@@ -1,0 +1,383 @@
+"""``make bench``: the compared programs side by side in one run, on the embedded stack.
+
+(1) plain aiokafka loop (the limit), (2) a naive Faust agent, (3) the enricher worker with
+the full rules, and (3) again with two worker processes; each against freshly created
+topics holding the same generated workload. Then end-to-end latency at half of (3)'s
+measured throughput, Redis commands per event, peak RSS per process and Redis memory per
+device. Writes bench/results/bench.json and bench/results/bench.png."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bench.workload import raw_events
+from streams.devstack import DevStack, StackEndpoints, free_port
+
+RESULTS = Path(__file__).resolve().parent / "results"
+EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
+DEVICES = int(os.environ.get("BENCH_DEVICES", "20000"))
+PARTITIONS = 8
+LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
+
+
+@dataclass
+class Run:
+    name: str
+    processes: int
+    events: int
+    seconds: float
+    events_per_second: float
+    peak_rss_mb: list[float]
+    redis_commands_per_event: float
+    outputs: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Topics:
+    raw: str
+    out1: str
+    out2: str
+    deadletter: str
+
+    @classmethod
+    def fresh(cls, name: str) -> Topics:
+        tag = f"{name}-{uuid.uuid4().hex[:6]}"
+        return cls(f"raw.{tag}", f"warehouse.{tag}", f"destinations.{tag}", f"dead.{tag}")
+
+
+async def create_topics(bootstrap: str, topics: Topics) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [topics.raw, topics.out1, topics.out2, topics.deadletter]
+        await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+async def produce(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks="all"
+    )
+    await producer.start()
+    try:
+        pending = [await producer.send(topic, value, key=key) for key, value in events]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def drain(
+    bootstrap: str, topic: str, expected: int, timeout: float
+) -> list[tuple[int, bytes]]:
+    """(timestamp, value) of every record of ``topic`` until ``expected`` arrived."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_bytes=64 * 1024 * 1024)
+    await consumer.start()
+    records: list[tuple[int, bytes]] = []
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        deadline = time.monotonic() + timeout
+        while len(records) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=20_000)
+            for messages in batch.values():
+                records += [(m.timestamp, m.value) for m in messages]
+    finally:
+        await consumer.stop()
+    if len(records) < expected:
+        raise SystemExit(f"{topic}: {len(records)} of {expected} records after {timeout}s")
+    return records
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_ready(log: Path, process: subprocess.Popen[bytes], marker: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if marker in log.read_text(errors="replace"):
+            return
+        if process.poll() is not None:
+            raise SystemExit(f"{process.args!r} exited:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    raise SystemExit(f"{process.args!r} not ready:\n{log.read_text()[-3000:]}")
+
+
+class Bench:
+    def __init__(self, stack: StackEndpoints, workdir: Path) -> None:
+        self.stack = stack
+        self.workdir = workdir
+        self.redis = redis.Redis.from_url(stack.redis_url)
+        self.workload = list(raw_events(EVENTS, DEVICES))
+        self.last_group = ""
+        self.messages = sum(
+            orjson.loads(value)["type"] not in ("reset",) for _, value in self.workload
+        )
+
+    def commands_processed(self) -> int:
+        return int(self.redis.info("stats")["total_commands_processed"])
+
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str]
+    ) -> tuple[subprocess.Popen[bytes], Path]:
+        log = self.workdir / f"{name}.log"
+        process = subprocess.Popen(
+            argv,
+            env={**os.environ, **env},
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return process, log
+
+    def enricher_env(self, topics: Topics, app_id: str) -> dict[str, str]:
+        return {
+            "ENRICHER_BROKER": self.stack.broker_url,
+            "ENRICHER_REDIS_URL": self.stack.redis_url,
+            "ENRICHER_APP_ID": app_id,
+            "ENRICHER_TOPIC_RAW": topics.raw,
+            "ENRICHER_TOPIC_WAREHOUSE": topics.out1,
+            "ENRICHER_TOPIC_DESTINATIONS": topics.out2,
+            "ENRICHER_TOPIC_DEADLETTER": topics.deadletter,
+            "ENRICHER_SESSION_TIMEOUT": "3",
+            "ENRICHER_REBALANCE_TIMEOUT": "6",
+            "ENRICHER_WEB_PORT": str(free_port()),
+        }
+
+    def measure(self, name: str, processes: int) -> Run:
+        topics = Topics.fresh(name.replace(" ", "-"))
+        asyncio.run(create_topics(self.stack.bootstrap, topics))
+        asyncio.run(produce(self.stack.bootstrap, topics.raw, self.workload))
+        expected = EVENTS
+        group = self.last_group = f"bench-{uuid.uuid4().hex[:6]}"
+        started = []
+        for n in range(processes):
+            if name.startswith("plain"):
+                argv = [
+                    sys.executable,
+                    "-m",
+                    "bench.plain",
+                    self.stack.bootstrap,
+                    topics.raw,
+                    topics.out1,
+                    topics.out2,
+                    group,
+                ]
+                env: dict[str, str] = {}
+            elif name.startswith("naive"):
+                argv = [
+                    sys.executable,
+                    "-m",
+                    "faust",
+                    "-A",
+                    "bench.naive_faust",
+                    "worker",
+                    "-l",
+                    "warning",
+                    "--without-web",
+                ]
+                env = {
+                    "BENCH_BROKER": self.stack.broker_url,
+                    "BENCH_REDIS": self.stack.redis_url,
+                    "BENCH_RAW": topics.raw,
+                    "BENCH_OUT1": topics.out1,
+                    "BENCH_OUT2": topics.out2,
+                    "BENCH_GROUP": group,
+                    "BENCH_DATADIR": str(self.workdir / f"naive-{n}"),
+                }
+            else:
+                argv = [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"]
+                env = self.enricher_env(topics, group)
+                expected = self.messages
+            started.append(self.start(f"{name}-{n}", argv, env))
+        commands_before = self.commands_processed()
+        records = asyncio.run(drain(self.stack.bootstrap, topics.out1, expected, 900))
+        commands = self.commands_processed() - commands_before
+        rss = [round(peak_rss_mb(process.pid), 1) for process, _ in started]
+        for process, _ in started:
+            process.send_signal(signal.SIGTERM)
+        for process, _ in started:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        stamps = [ts for ts, _ in records]
+        seconds = (max(stamps) - min(stamps)) / 1000 or 0.001
+        run = Run(
+            name,
+            processes,
+            EVENTS,
+            round(seconds, 2),
+            round(EVENTS / seconds),
+            rss,
+            round(commands / EVENTS, 4),
+            {"out1": len(records)},
+        )
+        print(
+            f"{name:<22} {run.events_per_second:>8} events/s  {seconds:6.1f} s  "
+            f"peak RSS {rss} MB  Redis commands/event {run.redis_commands_per_event}",
+            flush=True,
+        )
+        return run
+
+    def latency(self, rate: float) -> dict[str, float]:
+        """p50/p99 from raw record timestamp to warehouse record timestamp at ``rate``."""
+        topics = Topics.fresh("latency")
+        asyncio.run(create_topics(self.stack.bootstrap, topics))
+        app_id = f"latency-{uuid.uuid4().hex[:6]}"
+        process, log = self.start(
+            "latency",
+            [sys.executable, "-m", "streams.cli", "worker"],
+            self.enricher_env(topics, app_id),
+        )
+        try:
+            wait_ready(log, process, "Worker ready", 90)
+            count = int(rate * LATENCY_SECONDS)
+            sent = asyncio.run(self._paced(topics.raw, rate, count))
+            records = asyncio.run(drain(self.stack.bootstrap, topics.out1, int(count * 0.99), 300))
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
+        latencies = sorted(
+            ts - sent[orjson.loads(value)["messageId"]]
+            for ts, value in records
+            if orjson.loads(value)["messageId"] in sent
+        )
+        quantiles = statistics.quantiles(latencies, n=100)
+        return {
+            "rate": round(rate),
+            "events": count,
+            "p50_ms": quantiles[49],
+            "p99_ms": quantiles[98],
+            "max_ms": latencies[-1],
+        }
+
+    async def _paced(self, topic: str, rate: float, count: int) -> dict[str, int]:
+        producer = AIOKafkaProducer(bootstrap_servers=self.stack.bootstrap, linger_ms=2)
+        await producer.start()
+        sent: dict[str, int] = {}
+        pending = []
+        start = time.monotonic()
+        try:
+            for n, (key, value) in enumerate(raw_events(count, DEVICES, seed=99)):
+                due = start + n / rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                now = int(time.time() * 1000)
+                sent[orjson.loads(value).get("messageId", "")] = now
+                pending.append(await producer.send(topic, value, key=key, timestamp_ms=now))
+            await asyncio.gather(*pending)
+        finally:
+            await producer.stop()
+        return sent
+
+    def redis_memory_per_device(self, app_prefix: str) -> dict[str, float]:
+        sizes = []
+        for key in self.redis.scan_iter(match=f"{app_prefix}:device:*", count=1000):
+            sizes.append(self.redis.memory_usage(key) or 0)
+            if len(sizes) >= 2000:
+                break
+        return {
+            "devices_sampled": len(sizes),
+            "mean_bytes_per_device_record": round(statistics.mean(sizes), 1),
+        }
+
+
+def chart(runs: list[Run], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 3.2), dpi=110)
+    names = [r.name for r in runs]
+    values = [r.events_per_second for r in runs]
+    bars = axis.barh(names, values, color=["#8c8c8c", "#d98c5f", "#4c78a8", "#72b7b2"])
+    axis.invert_yaxis()
+    axis.set_xlabel("raw events per second (higher is better)")
+    axis.set_title(f"{EVENTS} events, {DEVICES} devices, 2 cores, broker and Redis local")
+    for bar, value in zip(bars, values, strict=True):
+        axis.text(
+            bar.get_width(),
+            bar.get_y() + bar.get_height() / 2,
+            f" {value:,}",
+            va="center",
+            fontsize=8,
+        )
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def main() -> int:
+    RESULTS.mkdir(exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="enricher-bench-"))
+    with DevStack(redis_url=None, workdir=workdir) as stack:
+        bench = Bench(stack, workdir)
+        print(
+            f"workload: {EVENTS} raw events over {DEVICES} devices, mean "
+            f"{statistics.mean(len(v) for _, v in bench.workload):.0f} bytes; logs in "
+            f"{workdir}",
+            flush=True,
+        )
+        runs = [bench.measure("plain aiokafka loop", 1), bench.measure("naive Faust agent", 1)]
+        bench.redis.flushdb()  # the naive agent's keys are not ours to count
+        memory_before = int(bench.redis.info("memory")["used_memory"])
+        runs.append(bench.measure("enricher worker", 1))
+        memory_after = int(bench.redis.info("memory")["used_memory"])
+        memory = bench.redis_memory_per_device(bench.last_group)
+        runs.append(bench.measure("enricher, 2 workers", 2))
+        memory["used_memory_delta_per_device_incl_profiles"] = round(
+            (memory_after - memory_before) / DEVICES, 1
+        )
+        plain, naive, enricher = runs[0], runs[1], runs[2]
+        latency = bench.latency(enricher.events_per_second / 2)
+    results: dict[str, Any] = {
+        "events": EVENTS,
+        "devices": DEVICES,
+        "runs": [asdict(r) for r in runs],
+        "ratios": {
+            "enricher_vs_plain": round(enricher.events_per_second / plain.events_per_second, 3),
+            "enricher_vs_naive": round(enricher.events_per_second / naive.events_per_second, 3),
+            "two_workers_vs_one": round(runs[3].events_per_second / enricher.events_per_second, 3),
+        },
+        "latency_at_half_throughput": latency,
+        "redis_memory": memory,
+        "machine": {"cores": os.cpu_count()},
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (RESULTS / "bench.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    chart(runs, RESULTS / "bench.png")
+    print(
+        orjson.dumps(
+            {k: results[k] for k in ("ratios", "latency_at_half_throughput", "redis_memory")},
+            option=orjson.OPT_INDENT_2,
+        ).decode()
+    )
+    print(f"wrote {RESULTS / 'bench.json'} and {RESULTS / 'bench.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

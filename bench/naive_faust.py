@@ -36,8 +36,8 @@ async def enrich(stream: Any) -> None:
     async for event in stream.events():
         message = orjson.loads(event.value)
         key = event.key or b"none"
-        state: bytes | None = await redis_client.get(b"naive:" + key)
-        message["anonymousId"] = (state or key).decode()
+        state = await redis_client.get(b"naive:" + key)
+        message["anonymousId"] = state.decode() if isinstance(state, bytes) else key.decode()
         await redis_client.set(b"naive:" + key, message["anonymousId"])
         value = orjson.dumps(message)
         await out1.send(key=event.key, value=value)

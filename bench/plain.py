@@ -21,7 +21,7 @@ async def run(bootstrap: str, raw: str, out1: str, out2: str, group: str) -> Non
         auto_offset_reset="earliest",
         session_timeout_ms=6000,
         heartbeat_interval_ms=1000,
-        max_poll_records=2000,
+        max_poll_records=10_000,
     )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await consumer.start()
@@ -30,7 +30,7 @@ async def run(bootstrap: str, raw: str, out1: str, out2: str, group: str) -> Non
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     try:
         while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+            batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
             pending = []
             for messages in batches.values():
                 for message in messages:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -45,6 +46,7 @@ class Run:
     events_per_second: float
     peak_rss_mb: list[float]
     redis_commands_per_event: float
+    redis_commands_by_name: dict[str, float]
     outputs: dict[str, int] = field(default_factory=dict)
 
 
@@ -57,7 +59,7 @@ class Topics:
 
     @classmethod
     def fresh(cls, name: str) -> Topics:
-        tag = f"{name}-{uuid.uuid4().hex[:6]}"
+        tag = f"{re.sub(r'[^a-z0-9]+', '-', name.lower())}-{uuid.uuid4().hex[:6]}"
         return cls(f"raw.{tag}", f"warehouse.{tag}", f"destinations.{tag}", f"dead.{tag}")
 
 
@@ -84,7 +86,11 @@ async def produce(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]])
 
 
 async def drain(
-    bootstrap: str, topic: str, expected: int, timeout: float
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    timeout: float,
+    processes: list[subprocess.Popen[bytes]] | None = None,
 ) -> list[tuple[int, bytes]]:
     """(timestamp, value) of every record of ``topic`` until ``expected`` arrived."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_bytes=64 * 1024 * 1024)
@@ -99,6 +105,9 @@ async def drain(
             batch = await consumer.getmany(timeout_ms=500, max_records=20_000)
             for messages in batch.values():
                 records += [(m.timestamp, m.value) for m in messages]
+            for process in processes or ():
+                if process.poll() is not None:
+                    raise SystemExit(f"{process.args!r} exited with {process.returncode}")
     finally:
         await consumer.stop()
     if len(records) < expected:
@@ -135,8 +144,10 @@ class Bench:
             orjson.loads(value)["type"] not in ("reset",) for _, value in self.workload
         )
 
-    def commands_processed(self) -> int:
-        return int(self.redis.info("stats")["total_commands_processed"])
+    def command_calls(self) -> dict[str, int]:
+        """Calls per Redis command so far, those made inside Lua scripts included."""
+        stats = self.redis.info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
     def start(
         self, name: str, argv: list[str], env: dict[str, str]
@@ -194,7 +205,7 @@ class Bench:
                     "bench.naive_faust",
                     "worker",
                     "-l",
-                    "warning",
+                    "warn",
                     "--without-web",
                 ]
                 env = {
@@ -211,9 +222,17 @@ class Bench:
                 env = self.enricher_env(topics, group)
                 expected = self.messages
             started.append(self.start(f"{name}-{n}", argv, env))
-        commands_before = self.commands_processed()
-        records = asyncio.run(drain(self.stack.bootstrap, topics.out1, expected, 900))
-        commands = self.commands_processed() - commands_before
+        calls_before = self.command_calls()
+        records = asyncio.run(
+            drain(self.stack.bootstrap, topics.out1, expected, 900, [p for p, _ in started])
+        )
+        calls_after = self.command_calls()
+        by_name = {
+            name: round((calls - calls_before.get(name, 0)) / EVENTS, 4)
+            for name, calls in calls_after.items()
+            if calls - calls_before.get(name, 0) > 0 and name not in ("info", "ping", "flushdb")
+        }
+        commands = sum(by_name.values()) * EVENTS
         rss = [round(peak_rss_mb(process.pid), 1) for process, _ in started]
         for process, _ in started:
             process.send_signal(signal.SIGTERM)
@@ -232,11 +251,12 @@ class Bench:
             round(EVENTS / seconds),
             rss,
             round(commands / EVENTS, 4),
+            by_name,
             {"out1": len(records)},
         )
         print(
             f"{name:<22} {run.events_per_second:>8} events/s  {seconds:6.1f} s  "
-            f"peak RSS {rss} MB  Redis commands/event {run.redis_commands_per_event}",
+            f"peak RSS {rss} MB  Redis commands/event {run.redis_commands_per_event} {by_name}",
             flush=True,
         )
         return run

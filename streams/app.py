@@ -23,6 +23,7 @@ from streams.records import InRecord, OutRecord
 from streams.settings import Settings
 from streams.store import StateStore
 from streams.topics import ensure_topics
+from streams.transport import EnricherTransport
 from streams.web import add_lookup_views, add_stats_view
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,9 @@ class EnricherApp(faust.App):
     enricher: BatchProcessor
     enricher_writer: FaustWriter
 
+    def _new_transport(self) -> EnricherTransport:
+        return EnricherTransport(self.conf.broker_consumer, self)
+
     async def on_first_start(self) -> None:
         self.enricher_writer.partitions = await ensure_topics(self.enricher_settings)
         await super().on_first_start()
@@ -112,6 +116,7 @@ def create_app(settings: Settings) -> EnricherApp:
     )
 
     app.enricher_settings = settings
+    app.conf.enricher_fetch_max_wait_ms = settings.fetch_max_wait_ms
 
     def declare(name: str) -> faust.TopicT:
         return app.topic(

@@ -167,6 +167,12 @@ class Settings:
     batch_within: float = _setting(
         "ENRICHER_BATCH_WITHIN", _positive_float, 0.05, "seconds to wait to fill a batch"
     )
+    fetch_max_wait_ms: int = _setting(
+        "ENRICHER_FETCH_MAX_WAIT_MS",
+        _positive_int,
+        100,
+        "longest a fetch waits at the broker for data (latency at low rates)",
+    )
     session_timeout: float = _setting(
         "ENRICHER_SESSION_TIMEOUT",
         _positive_float,

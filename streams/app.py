@@ -6,63 +6,27 @@ from the environment).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import tempfile
-from collections.abc import Sequence
 from typing import Any, cast
 
 import faust
 import redis.asyncio as aioredis
-from aiokafka.partitioner import murmur2
 
 from streams.batch import BatchProcessor, OutputTopics
 from streams.keys import KeySpace
 from streams.lookups import Lookups
-from streams.records import InRecord, OutRecord
+from streams.records import InRecord
 from streams.settings import Settings
 from streams.store import StateStore
 from streams.topics import ensure_topics
 from streams.transport import EnricherTransport
 from streams.web import add_lookup_views, add_stats_view
+from streams.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL_SECONDS = 30.0
-
-
-class FaustWriter:
-    """Produces through the app's own producer and waits for every acknowledgement.
-
-    Partitions are chosen here as Kafka's default partitioner does (murmur2 of the key), once
-    per key and batch rather than once per record."""
-
-    def __init__(self, app: faust.App) -> None:
-        self._app = app
-        self.partitions: dict[str, int] = {}
-
-    async def write(self, records: Sequence[OutRecord]) -> None:
-        producer = self._app.producer
-        partition_of: dict[tuple[bytes | None, int], int | None] = {}
-        pending = []
-        for record in records:
-            count = self.partitions.get(record.topic, 0)
-            slot = (record.key, count)
-            if slot not in partition_of:
-                partition_of[slot] = _partition(record.key, count)
-            pending.append(
-                await producer.send(
-                    record.topic, record.key, record.value, partition_of[slot], None, None
-                )
-            )
-        await asyncio.gather(*pending)
-
-
-def _partition(key: bytes | None, partitions: int) -> int | None:
-    """Kafka's default partitioner for keyed records; None lets the producer choose."""
-    if key is None or partitions == 0:
-        return None
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def _in_record(message: Any) -> InRecord:
@@ -81,18 +45,20 @@ class EnricherApp(faust.App):
 
     enricher_settings: Settings
     enricher: BatchProcessor
-    enricher_writer: FaustWriter
+    enricher_writer: BatchWriter
 
     def _new_transport(self) -> EnricherTransport:
         return EnricherTransport(self.conf.broker_consumer, self)
 
     async def on_first_start(self) -> None:
         self.enricher_writer.partitions = await ensure_topics(self.enricher_settings)
+        await self.enricher_writer.start()
         await super().on_first_start()
 
     async def on_stop(self) -> None:
         log.info("stopping: %s", self.enricher.counters.summary())
-        await super().on_stop()
+        await super().on_stop()  # waits for the batch in flight, then commits
+        await self.enricher_writer.stop()
 
 
 def create_app(settings: Settings) -> EnricherApp:
@@ -133,7 +99,7 @@ def create_app(settings: Settings) -> EnricherApp:
     )
     redis_client = aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     store = StateStore(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms)
-    app.enricher_writer = FaustWriter(app)
+    app.enricher_writer = BatchWriter(settings.bootstrap_servers)
     processor = BatchProcessor(
         store, app.enricher_writer, topics, settings.policy, settings.batch_max_bytes
     )

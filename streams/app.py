@@ -1,4 +1,4 @@
-"""The Faust app: topics, the batch agent, and the wiring of settings to the core.
+"""The Faust app: topics, the raw consumer service, and the wiring of settings to the core.
 
 ``enricher worker`` runs it; so does ``faust -A streams.app worker`` (the app is then built
 from the environment).
@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from typing import Any, cast
+from collections.abc import Iterable
+from typing import Any
 
 import faust
 import redis.asyncio as aioredis
+from mode import ServiceT
 
 from streams.batch import BatchProcessor, OutputTopics
+from streams.consumer import RawConsumer
 from streams.keys import KeySpace
 from streams.lookups import Lookups
-from streams.records import InRecord
 from streams.settings import Settings
 from streams.store import StateStore
 from streams.topics import ensure_topics
-from streams.transport import EnricherTransport
 from streams.web import add_lookup_views, add_stats_view
 from streams.writer import BatchWriter
 
@@ -29,26 +30,16 @@ log = logging.getLogger(__name__)
 STATS_INTERVAL_SECONDS = 30.0
 
 
-def _in_record(message: Any) -> InRecord:
-    return InRecord(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
-        timestamp_ms=int(message.timestamp * 1000),
-    )
-
-
 class EnricherApp(faust.App):
     """The Faust app, creating the CONTRACT topics before its consumer starts."""
 
     enricher_settings: Settings
     enricher: BatchProcessor
     enricher_writer: BatchWriter
+    raw_consumer: RawConsumer
 
-    def _new_transport(self) -> EnricherTransport:
-        return EnricherTransport(self.conf.broker_consumer, self)
+    def on_init_dependencies(self) -> Iterable[ServiceT]:
+        return [*super().on_init_dependencies(), self.raw_consumer]
 
     async def on_first_start(self) -> None:
         self.enricher_writer.partitions = await ensure_topics(self.enricher_settings)
@@ -57,13 +48,19 @@ class EnricherApp(faust.App):
 
     async def on_stop(self) -> None:
         log.info("stopping: %s", self.enricher.counters.summary())
-        await super().on_stop()  # waits for the batch in flight, then commits
+        await super().on_stop()
+
+    async def on_shutdown(self) -> None:
+        # after the raw consumer (a child service) finished its batch and committed
+        await super().on_shutdown()
         await self.enricher_writer.stop()
 
 
 def create_app(settings: Settings) -> EnricherApp:
     app = EnricherApp(
-        settings.app_id,
+        # Faust's own consumer group (it reads no data topic): the raw topic is consumed by
+        # RawConsumer in the group ENRICHER_APP_ID
+        f"{settings.app_id}.faust",
         broker=settings.broker,
         key_serializer="raw",
         value_serializer="raw",
@@ -72,7 +69,6 @@ def create_app(settings: Settings) -> EnricherApp:
         broker_session_timeout=settings.session_timeout,
         broker_rebalance_timeout=settings.rebalance_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
-        broker_commit_interval=settings.commit_interval,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         store="memory://",
@@ -82,18 +78,6 @@ def create_app(settings: Settings) -> EnricherApp:
     )
 
     app.enricher_settings = settings
-    app.conf.enricher_fetch_max_wait_ms = settings.fetch_max_wait_ms
-
-    def declare(name: str) -> faust.TopicT:
-        return app.topic(
-            name,
-            partitions=settings.topic_partitions,
-            replicas=settings.topic_replication,
-            key_serializer="raw",
-            value_serializer="raw",
-        )
-
-    raw_topic = declare(settings.topic_raw)
     topics = OutputTopics(
         settings.topic_warehouse, settings.topic_destinations, settings.topic_deadletter
     )
@@ -104,28 +88,11 @@ def create_app(settings: Settings) -> EnricherApp:
         store, app.enricher_writer, topics, settings.policy, settings.batch_max_bytes
     )
     app.enricher = processor
+    app.raw_consumer = RawConsumer(settings, processor, loop=app.loop, beacon=app.beacon)
     add_stats_view(app, processor.counters)
     add_lookup_views(
         app, Lookups(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms)
     )
-
-    @app.agent(raw_topic, name="enrich", concurrency=1)
-    async def enrich(stream: faust.StreamT[Any]) -> None:
-        # noack_take: the batch is acked (and its offsets committed) only once it is done
-        batches = cast(faust.Stream[Any], stream).noack_take(
-            settings.batch_max, within=settings.batch_within
-        )
-        async for events in batches:
-            try:
-                await processor.process([_in_record(event.message) for event in events])
-            except Exception as exc:
-                # not an outage (those are waited out) but a bug or a misconfiguration:
-                # stop the worker without acking, so the batch is redone after the fix
-                log.critical("batch failed; stopping the worker: %r", exc, exc_info=True)
-                await app.crash(exc)
-                return
-            for event in events:  # only now may the offsets be committed
-                await stream.ack(event)
 
     @app.timer(STATS_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]
     async def report_stats() -> None:

@@ -31,7 +31,7 @@ from bench.workload import raw_events
 from streams.devstack import DevStack, StackEndpoints, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
-EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
+EVENTS = int(os.environ.get("BENCH_EVENTS", "60000"))
 DEVICES = int(os.environ.get("BENCH_DEVICES", "20000"))
 PARTITIONS = 8
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
@@ -336,6 +336,7 @@ def chart(runs: list[Run], path: Path) -> None:
     values = [r.events_per_second for r in runs]
     bars = axis.barh(names, values, color=["#8c8c8c", "#d98c5f", "#4c78a8", "#72b7b2"])
     axis.invert_yaxis()
+    axis.set_xlim(0, max(values) * 1.15)
     axis.set_xlabel("raw events per second (higher is better)")
     axis.set_title(f"{EVENTS} events, {DEVICES} devices, 2 cores, broker and Redis local")
     for bar, value in zip(bars, values, strict=True):

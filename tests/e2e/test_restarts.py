@@ -4,47 +4,19 @@ carry the same messageId and content, and the state in Redis equals a clean sing
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections import defaultdict
-from typing import Any
 
 import orjson
 import pytest
-import redis.asyncio as aioredis
 
-from enrichers import DeviceState
-from streams.keys import KeySpace
-from streams.store import StateStore
+from tests.faults import identity, stored_states
 from tests.pipeline import Pipeline, WorkerProcess
 from tests.workload import mixed_events, reference_states
 
 EVENTS = 20_000
 DEVICES = 400
-
-
-def stored_states(pipeline: Pipeline, keys: list[str]) -> dict[str, DeviceState]:
-    async def load() -> dict[str, DeviceState]:
-        client = aioredis.from_url(pipeline.stack.redis_url)
-        try:
-            store = StateStore(client, KeySpace(pipeline.app_id), 0)
-            return await store.load_devices(keys)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(load())
-
-
-def identity(state: DeviceState) -> tuple[Any, ...]:
-    return (
-        state.aid,
-        state.uid,
-        dict(state.utraits),
-        state.gid,
-        dict(state.gtraits),
-        state.generated,
-    )
 
 
 def wait_for_progress(pipeline: Pipeline, worker: WorkerProcess, at_least: int) -> None:
@@ -97,6 +69,6 @@ def test_stopping_mid_stream_loses_nothing(pipeline: Pipeline, stop: str) -> Non
         assert skipped and skipped[-1] > 0, second.log()[-2000:]
     keys = sorted({key for key, _ in events})
     expected = reference_states(events, pipeline.topic("raw"))
-    stored = stored_states(pipeline, keys)
+    stored = stored_states(pipeline.stack.redis_url, pipeline.app_id, keys)
     mismatched = [k for k in keys if identity(stored[k]) != identity(expected[k])]
     assert not mismatched, [(k, identity(stored[k]), identity(expected[k])) for k in mismatched[:3]]

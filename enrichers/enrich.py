@@ -152,7 +152,7 @@ def enrich_event(
     ):
         state = state.without_identity()
 
-    message_id = resolve_message_id(event, source)
+    message_id = explicit_id or derived_message_id(source.topic, source.partition, source.offset)
     change = apply_identity(state, event, device, message_id)
     oversized = _oversized_cache(change.state) if event.type in _CHANGES_TRAITS else None
     if oversized is not None:

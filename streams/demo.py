@@ -72,20 +72,7 @@ def run_demo(settings: Settings, once: bool, embedded_broker: bool) -> int:
 
 def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENRICHER_")}
-    env.update(
-        ENRICHER_BROKER=settings.broker,
-        ENRICHER_REDIS_URL=settings.redis_url,
-        ENRICHER_APP_ID=settings.app_id,
-        ENRICHER_TOPIC_RAW=settings.topic_raw,
-        ENRICHER_TOPIC_WAREHOUSE=settings.topic_warehouse,
-        ENRICHER_TOPIC_DESTINATIONS=settings.topic_destinations,
-        ENRICHER_TOPIC_DEADLETTER=settings.topic_deadletter,
-        ENRICHER_SESSION_TIMEOUT=str(settings.session_timeout),
-        ENRICHER_REBALANCE_TIMEOUT=str(settings.rebalance_timeout),
-        ENRICHER_WEB_PORT=str(free_port()),
-        ENRICHER_IP_POLICY_WAREHOUSE=str(settings.ip_policy_warehouse),
-        ENRICHER_IP_POLICY_DESTINATIONS=str(settings.ip_policy_destinations),
-    )
+    env.update(settings.with_overrides(web_port=free_port()).to_environ())
     log = log_path.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker"],

@@ -232,6 +232,22 @@ class Settings:
                     raise SettingsError(f"{env}={values[env]!r}: {exc}") from None
         return cls(**parsed)
 
+    def to_environ(self) -> dict[str, str]:
+        """Every setting as the environment variable that :meth:`load` reads back."""
+        environ = {}
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, tuple):
+                text = ",".join(value)
+            elif spec.name == "broker":
+                text = value.replace(";", ",")
+            else:
+                text = str(value)
+            environ[spec.metadata["env"]] = text
+        return environ
+
     def with_overrides(self, **changes: Any) -> Settings:
         return type(self)(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})
 

@@ -90,7 +90,6 @@ class StateStore:
         self._keys = keys
         self._expiry_ms = device_ttl_ms + EXPIRY_MARGIN_MS
         self._shas: dict[str, str] = {}
-        self.fenced_writes = 0
 
     @property
     def keys(self) -> KeySpace:
@@ -140,23 +139,6 @@ class StateStore:
         """Merge profiles, then write devices (one script call each, one round trip).
         ``advanced`` names, per device, the source offsets this batch applied (the fence).
         Returns how many device writes the fence refused."""
-        if not self._shas:
-            await self.load_scripts()
-        try:
-            refused = await self._save_round_trip(devices, advanced, users, groups)
-        except NoScriptError:
-            await self.load_scripts()  # Redis restarted and lost its script cache
-            refused = await self._save_round_trip(devices, advanced, users, groups)
-        self.fenced_writes += refused
-        return refused
-
-    async def _save_round_trip(
-        self,
-        devices: Sequence[DeviceWrite],
-        advanced: Mapping[str, Mapping[str, int]],
-        users: Mapping[str, ProfileMerge],
-        groups: Mapping[str, ProfileMerge],
-    ) -> int:
         profile_keys: list[str] = []
         profile_args: list[Any] = [ANONYMOUS_IDS_PER_USER]
         for keys, merges in ((self._keys.user, users), (self._keys.group, groups)):
@@ -171,6 +153,21 @@ class StateStore:
             device_args += [encode_device(write.state), len(streams)]
             for stream, offset in streams.items():
                 device_args += [stream, offset]
+        if not self._shas:
+            await self.load_scripts()
+        try:
+            return await self._run_scripts(profile_keys, profile_args, device_keys, device_args)
+        except NoScriptError:
+            await self.load_scripts()  # Redis restarted and lost its script cache
+            return await self._run_scripts(profile_keys, profile_args, device_keys, device_args)
+
+    async def _run_scripts(
+        self,
+        profile_keys: list[str],
+        profile_args: list[Any],
+        device_keys: list[str],
+        device_args: list[Any],
+    ) -> int:
         async with self._client.pipeline(transaction=False) as pipe:
             if profile_keys:
                 pipe.evalsha(

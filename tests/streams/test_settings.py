@@ -96,3 +96,16 @@ def test_help_lists_every_setting() -> None:
         "ENRICHER_WEB_PORT",
     ):
         assert name in result.stdout
+
+
+def test_settings_survive_the_trip_through_the_environment() -> None:
+    settings = Settings.load(
+        environ={
+            "ENRICHER_BROKER": "h1:9092,h2:9093",
+            "ENRICHER_COLLECT_IPV6": "true",
+            "ENRICHER_CONTEXT_TRAITS": "plan,company",
+            "ENRICHER_IP_POLICY_WAREHOUSE": "mask:2:3",
+            "ENRICHER_DEVICE_TTL_DAYS": "12.5",
+        }
+    )
+    assert Settings.load(environ=settings.to_environ()) == settings

@@ -23,8 +23,10 @@ def test_hot_device_in_order_and_others_not_held_back(pipeline: Pipeline) -> Non
         if n % 15 == 0 and n // 15 < OTHERS * 10:
             other = n // 15 % OTHERS
             events.append((f"other-{other}", {"type": "page", "messageId": f"o-{n}"}))
-    pipeline.start_worker()
+    # the whole burst waits in the raw topic before the worker starts: otherwise the producer,
+    # not the worker, decides when each device's events can be processed
     pipeline.produce_json(events)
+    pipeline.start_worker()
     warehouse = pipeline.read("warehouse", len(events), timeout=240)
     assert len(warehouse) == len(events)
 

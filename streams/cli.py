@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     lookup.add_argument("kind", choices=["device", "user", "group"])
     lookup.add_argument("id", help="the device key, userId or groupId")
     commands.add_parser("settings", help="print the effective settings and exit")
+    collector = commands.add_parser(
+        "collector", help="serve Segment's Tracking API over HTTP, writing events.raw"
+    )
+    collector.add_argument("--loglevel", default="info", help="debug, info, warning or error")
     return parser
 
 
@@ -74,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.lookups import run_lookup
 
         return run_lookup(settings, args.kind, args.id)
+    if args.command == "collector":
+        from streams.collector import run_collector
+
+        return run_collector(settings, args.loglevel)
     if args.command == "settings":
         for name, value in vars(settings).items():
             print(f"{name} = {value}")

@@ -96,6 +96,24 @@ def _context_traits(value: str) -> tuple[str, ...]:
     return keys
 
 
+def _name_list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _header_name(value: str) -> str:
+    value = value.strip()
+    if value and not re.match(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", value):
+        raise ValueError("an HTTP header name such as X-Forwarded-For, or empty")
+    return value
+
+
+def _cookie_name(value: str) -> str:
+    value = value.strip()
+    if value and not re.match(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", value):
+        raise ValueError("a cookie name (letters, digits and !#$%&'*+.^_`|~-), or empty")
+    return value
+
+
 def _setting(env: str, parse: Callable[[str], Any], default: Any, help: str) -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "help": help})
 
@@ -193,6 +211,55 @@ class Settings:
     )
     data_dir: str = _setting(
         "ENRICHER_DATA_DIR", _text, "", "Faust data directory (default: a temporary one)"
+    )
+    collector_host: str = _setting(
+        "ENRICHER_COLLECTOR_HOST", _text, "0.0.0.0", "the collector's listening address"
+    )
+    collector_port: int = _setting(
+        "ENRICHER_COLLECTOR_PORT", _port, 8088, "the collector's HTTP port (Tracking API)"
+    )
+    collector_write_keys: tuple[str, ...] = _setting(
+        "ENRICHER_COLLECTOR_WRITE_KEYS",
+        _name_list,
+        (),
+        "write keys the collector accepts (comma-separated; required to run it)",
+    )
+    collector_ip_header: str = _setting(
+        "ENRICHER_COLLECTOR_IP_HEADER",
+        _header_name,
+        "",
+        "R27: trusted proxy header giving the client address (its last entry), "
+        "e.g. X-Forwarded-For; empty: the socket's address",
+    )
+    collector_device_cookie: str = _setting(
+        "ENRICHER_COLLECTOR_DEVICE_COOKIE",
+        _cookie_name,
+        "",
+        "first-party cookie naming the device (the record key); empty: off",
+    )
+    collector_set_device_cookie: bool = _setting(
+        "ENRICHER_COLLECTOR_SET_DEVICE_COOKIE",
+        _bool,
+        False,
+        "issue the device cookie when a request has none (first-party collectors only)",
+    )
+    collector_cookie_domain: str = _setting(
+        "ENRICHER_COLLECTOR_COOKIE_DOMAIN",
+        _text,
+        "",
+        "Domain attribute of an issued device cookie; empty: the collector's host",
+    )
+    collector_cors_origins: tuple[str, ...] = _setting(
+        "ENRICHER_COLLECTOR_CORS_ORIGINS",
+        _name_list,
+        ("*",),
+        "origins allowed to post from browsers (comma-separated, or *)",
+    )
+    collector_ack_timeout: float = _setting(
+        "ENRICHER_COLLECTOR_ACK_TIMEOUT",
+        _positive_float,
+        10.0,
+        "seconds the collector waits for the broker's acknowledgement before answering 503",
     )
 
     @property

@@ -1,0 +1,69 @@
+"""A broker outage makes the collector answer 503 (the client keeps the events and retries),
+never 200 for events it could not write; it recovers when the broker is back (issue 9)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from streams.devstack import DevStack
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from tests.collector import CollectorProcess, read_matching
+from tests.pipeline import Pipeline
+
+pytestmark = pytest.mark.e2e
+
+ACK_TIMEOUT = 3.0
+
+
+def test_a_broker_outage_gives_503_and_what_is_accepted_after_it_is_on_the_topic(tmp_path: Path) -> None:
+    stack = DevStack()  # its own broker: this test stops it
+    endpoints = stack.start()
+    topics = Pipeline(endpoints, tmp_path)
+    env = {**topics.env(), "ENRICHER_COLLECTOR_ACK_TIMEOUT": str(ACK_TIMEOUT)}
+    try:
+        collector = CollectorProcess.start(env, tmp_path / "collector.log")
+    except BaseException:
+        stack.stop()
+        raise
+    try:
+        run = uuid.uuid4().hex[:8]
+
+        def track(n: int) -> int:
+            message = {"type": "track", "event": "E", "anonymousId": f"{run}-{n}"}
+            return collector.post("/v1/track", message).status
+
+        assert track(0) == 200
+        stack.stop_broker()
+        started = time.monotonic()
+        assert track(1) == 503
+        assert time.monotonic() - started < ACK_TIMEOUT + 5
+        outage = collector.post("/v1/batch", {"batch": [{"type": "page", "userId": "u"}]})
+        assert outage.status == 503 and outage.json()["code"] == "unavailable"
+        assert outage.headers["Retry-After"]
+
+        stack.start_broker()  # memory storage: the topics are gone, create them again
+        asyncio.run(ensure_topics(Settings.load(env)))
+        accepted = []
+        deadline = time.monotonic() + 60
+        n = 2
+        while len(accepted) < 3 and time.monotonic() < deadline:
+            if track(n) == 200:
+                accepted.append(f"{run}-{n}")
+            n += 1
+        assert len(accepted) == 3, "the collector did not recover after the broker came back"
+        records = read_matching(
+            endpoints.bootstrap,
+            topics.topic("raw"),
+            lambda value: value.get("anonymousId") in accepted,
+            count=3,
+        )
+        assert sorted(r.json()["anonymousId"] for r in records) == sorted(accepted)
+    finally:
+        collector.stop()
+        stack.stop()

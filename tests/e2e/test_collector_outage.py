@@ -21,7 +21,9 @@ pytestmark = pytest.mark.e2e
 ACK_TIMEOUT = 3.0
 
 
-def test_a_broker_outage_gives_503_and_what_is_accepted_after_it_is_on_the_topic(tmp_path: Path) -> None:
+def test_a_broker_outage_gives_503_and_what_is_accepted_after_it_is_on_the_topic(
+    tmp_path: Path,
+) -> None:
     stack = DevStack()  # its own broker: this test stops it
     endpoints = stack.start()
     topics = Pipeline(endpoints, tmp_path)

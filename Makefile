@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test unit e2e lint bench clean
+.PHONY: install run test unit e2e lint bench bench-collector clean
 
 install: $(STAMP)
 
@@ -41,6 +41,11 @@ lint: install
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.run
+
+# One collector process under load from wrk (apt-get install wrk; else a Python load
+# generator) on loopback; writes bench/results/collector.json. BENCH_SECONDS sets the length.
+bench-collector: install
+	$(BIN)/python -m bench.collector
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

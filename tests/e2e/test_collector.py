@@ -3,6 +3,7 @@ it sets, the record key, CORS and the device cookie (issue 9; CONTRACT "Raw even
 
 from __future__ import annotations
 
+import gzip
 import time
 import uuid
 from collections.abc import Iterator
@@ -160,6 +161,14 @@ def test_each_endpoint_writes_its_message_type(
     assert reply.status == 200, reply.body
     [record] = raw_records(topics, t, 1)
     assert record.json()["type"] == expected
+
+
+def test_a_gzip_body_is_accepted(collector: CollectorProcess, topics: Pipeline) -> None:
+    t = tag()
+    body = gzip.compress(orjson.dumps({"batch": [{"type": "page", "anonymousId": f"a-{t}"}]}))
+    reply = collector.post("/v1/batch", body, {"Content-Encoding": "gzip"})
+    assert reply.status == 200
+    assert len(raw_records(topics, t, 1)) == 1
 
 
 def test_an_unknown_write_key_is_refused_with_401_and_nothing_is_written(

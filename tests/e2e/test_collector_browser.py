@@ -11,6 +11,7 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,8 @@ PAGE = """<!doctype html>
 <script src="/analytics-next/bundles/index.js"></script>
 <script>
   window.analytics = AnalyticsNext.AnalyticsBrowser.load(
-    {writeKey: %(write_key)r, cdnURL: %(collector)r}
+    {writeKey: %(write_key)r, cdnURL: %(collector)r},
+    %(options)s
   );
 </script>
 </head><body>shop</body></html>
@@ -116,8 +118,18 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
+DELIVERY = {
+    # one request per call, to the short paths (/v1/p, /v1/t, /v1/i, ...)
+    "standard": "{}",
+    # batches posted to /v1/b
+    "batching": """{integrations: {"Segment.io": {deliveryStrategy: {
+        strategy: "batching", config: {size: 3, timeout: 300}}}}}""",
+}
+
+
+@pytest.mark.parametrize("delivery", sorted(DELIVERY))
 def test_analytics_js_in_chromium_reaches_the_warehouse_with_the_rules_identity(
-    pipeline: Pipeline, page_server: tuple[ThreadingHTTPServer, Path]
+    pipeline: Pipeline, page_server: tuple[ThreadingHTTPServer, Path], delivery: str
 ) -> None:
     _chromium_or_skip()
     _analytics_next_or_skip()
@@ -129,35 +141,49 @@ def test_analytics_js_in_chromium_reaches_the_warehouse_with_the_rules_identity(
     try:
         worker.wait_ready()
         (site / "index.html").write_text(
-            PAGE % {"write_key": WRITE_KEY, "collector": collector.url}
+            PAGE
+            % {"write_key": WRITE_KEY, "collector": collector.url, "options": DELIVERY[delivery]}
         )
         run = uuid.uuid4().hex[:8]
         user = f"user-{run}"
         failed: list[str] = []
+        requested: list[str] = []
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page()
                 page.on("requestfailed", lambda request: failed.append(request.url))
                 page.on("pageerror", lambda error: failed.append(str(error)))
+                page.on(
+                    "request",
+                    lambda request: (
+                        requested.append(request.url) if request.method == "POST" else None
+                    ),
+                )
                 page.goto(f"http://127.0.0.1:{server.server_port}/index.html")
                 calls = CALLS.replace("USER_ALIAS", repr(f"alias-{run}")).replace(
                     "USER", repr(user)
                 )
                 seen = page.evaluate(calls)
+                first, second = seen["first"], seen["second"]
+                expected = 8
+                # the page stays open until its (possibly batched) calls were delivered;
+                # read from another thread (playwright's loop runs in this one)
+                with ThreadPoolExecutor(1) as reader:
+                    raw = reader.submit(
+                        read_matching,
+                        pipeline.stack.bootstrap,
+                        pipeline.topic("raw"),
+                        lambda value: value.get("anonymousId") in (first, second),
+                        expected,
+                    ).result()
+                page.wait_for_timeout(200)  # lets playwright deliver the request events
+                posted = {request.split("/")[-1] for request in requested}
             finally:
                 browser.close()
         assert failed == []
-        first, second = seen["first"], seen["second"]
         assert first and second and first != second  # reset: a new anonymousId
-
-        expected = 8
-        raw = read_matching(
-            pipeline.stack.bootstrap,
-            pipeline.topic("raw"),
-            lambda value: value.get("anonymousId") in (first, second),
-            count=expected,
-        )
+        assert posted == ({"b"} if delivery == "batching" else {"p", "t", "i", "g", "s", "a"})
         assert len(raw) == expected
         assert all(r.json()["requestIp"] == "127.0.0.1" for r in raw)
         out = [r.json() for r in pipeline.read("warehouse", expected)]

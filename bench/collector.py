@@ -5,7 +5,7 @@ stack (or the broker named by ENRICHER_BROKER).
 ``make bench-collector`` or ``python -m bench.collector``; prints requests/s, messages/s and
 latency per scenario, checks that the raw topic holds every acknowledged message, and writes
 bench/results/collector.json. BENCH_SECONDS (default 10) and BENCH_CONNECTIONS (default 64)
-set the load.
+set the load; BENCH_LOAD_TOOL=python uses the Python load generator even where wrk is.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main() -> int:
             )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     document = {
-        "load_tool": "wrk" if shutil.which("wrk") else "python aiohttp",
+        "load_tool": "wrk" if _use_wrk() else "python aiohttp",
         "seconds": seconds,
         "connections": connections,
         "cores": os.cpu_count(),
@@ -105,6 +105,10 @@ def main() -> int:
     print(f"wrote {RESULTS}")
     # more on the topic than acknowledged: requests still in flight when the load stopped
     return 0 if all(r["on_topic"] >= r["acknowledged_messages"] for r in results) else 1
+
+
+def _use_wrk() -> bool:
+    return os.environ.get("BENCH_LOAD_TOOL", "wrk") == "wrk" and shutil.which("wrk") is not None
 
 
 @contextmanager
@@ -146,7 +150,7 @@ def _run_scenario(
         try:
             _wait_listening(port, collector, log_path)
             url = f"http://127.0.0.1:{port}"
-            if shutil.which("wrk"):
+            if _use_wrk():
                 load = _wrk(url, scenario, seconds, connections, Path(workdir))
             else:
                 load = _python_load(url, scenario, seconds, connections)

@@ -4,8 +4,10 @@ never 200 for events it could not write; it recovers when the broker is back (is
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,44 @@ def test_a_broker_outage_gives_503_and_what_is_accepted_after_it_is_on_the_topic
     finally:
         collector.stop()
         stack.stop()
+
+
+def test_a_stopping_collector_answers_its_requests_in_flight_and_loses_none(
+    pipeline: Pipeline,
+) -> None:
+    collector = CollectorProcess.start(pipeline.env(), pipeline.workdir / "collector.log")
+    run = uuid.uuid4().hex[:8]
+    answers: dict[str, int] = {}
+
+    def send(n: int) -> None:
+        batch = [
+            {
+                "type": "track",
+                "event": "E",
+                "anonymousId": f"{run}-{n}",
+                "messageId": f"{run}-{n}-{i}",
+            }
+            for i in range(10)
+        ]
+        try:
+            answers[f"{run}-{n}"] = collector.post("/v1/batch", {"batch": batch}).status
+        except OSError:  # refused or reset once the collector stopped listening
+            answers[f"{run}-{n}"] = 0
+
+    with ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(send, n) for n in range(400)]
+        while len(answers) < 50:
+            time.sleep(0.01)
+        collector.process.send_signal(signal.SIGTERM)
+        for future in futures:
+            future.result()
+    assert collector.process.wait(30) == 0
+    accepted = {device for device, status in answers.items() if status == 200}
+    assert accepted and set(answers.values()) <= {200, 0}
+    records = read_matching(
+        pipeline.stack.bootstrap,
+        pipeline.topic("raw"),
+        lambda value: value.get("anonymousId") in accepted,
+        count=10 * len(accepted),
+    )
+    assert len({r.json()["messageId"] for r in records}) == 10 * len(accepted)

@@ -2,7 +2,7 @@
 
 Routes: ``POST /v1/<endpoint>`` (the six calls, ``batch``/``import``, and Analytics.js's short
 paths), CORS preflights, ``GET /v1/projects/<writeKey>/settings`` (Analytics.js's CDN
-settings, pointing it back here), ``GET /health``. Request shaping is
+settings, pointing it back here), ``GET /health``, ``GET /stats`` (counters). Request shaping is
 :mod:`streams.collector.tracking`; this module only moves bytes, headers and cookies.
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Final
 
 import orjson
@@ -41,6 +43,26 @@ _READ_CHUNK: Final = 64 * 1024
 PRODUCER_KEY: Final = web.AppKey("producer", RawProducer)
 
 
+@dataclass
+class CollectorCounters:
+    """What the collector did since it started (``GET /stats``)."""
+
+    requests: int = 0
+    accepted_requests: int = 0
+    messages: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+
+    def as_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "requests": self.requests,
+                "acceptedRequests": self.accepted_requests,
+                "messages": self.messages,
+                "refused": dict(sorted(self.refused.items())),
+            }
+        )
+
+
 class Collector:
     """The request handlers, bound to the settings and the producer."""
 
@@ -51,10 +73,12 @@ class Collector:
         self.any_origin = "*" in settings.collector_cors_origins
         self.origins = frozenset(settings.collector_cors_origins)
         self.cookie_max_age = int(settings.device_ttl_days * 86400)
+        self.counters = CollectorCounters()
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/health", self.health),
+            web.get("/stats", self.stats),
             web.get("/v1/projects/{write_key}/settings", self.cdn_settings),
             web.options("/v1/{tail:.*}", self.preflight),
             web.post("/v1/{endpoint}", self.track),
@@ -63,7 +87,11 @@ class Collector:
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps({"ok": True}), content_type=JSON)
 
+    async def stats(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.counters.as_json(), content_type=JSON)
+
     async def track(self, request: web.Request) -> web.StreamResponse:
+        self.counters.requests += 1
         body = await _read_body(request, MAX_BATCH_BYTES)
         cookie = self._device_cookie(request)
         issued = None
@@ -90,10 +118,13 @@ class Collector:
                 log.warning("answering 503: %s", exc)
                 result = Refused(503, "unavailable", "the event log is unavailable; retry later")
         if isinstance(result, Refused):
+            self.counters.refused[result.code] += 1
             response = web.Response(status=result.status, body=result.body(), content_type=JSON)
             if result.status == 503:
                 response.headers["Retry-After"] = RETRY_AFTER_SECONDS
         else:
+            self.counters.accepted_requests += 1
+            self.counters.messages += len(result.records)
             response = web.Response(body=ACCEPTED_BODY, content_type=JSON)
             if issued is not None:
                 self._issue_cookie(request, response, issued)

@@ -335,3 +335,15 @@ def test_the_collector_refuses_to_start_without_write_keys(topics: Pipeline) -> 
         time.sleep(0.1)
     assert process.process.returncode == 2
     assert "ENRICHER_COLLECTOR_WRITE_KEYS" in log.read_text()
+
+
+def test_stats_count_requests_messages_and_refusals_by_code(collector: CollectorProcess) -> None:
+    before = collector.request("/stats").json()
+    message = {"type": "track", "event": "E", "anonymousId": f"a-{tag()}"}
+    assert collector.post("/v1/batch", {"batch": [message, message]}).status == 200
+    assert collector.post("/v1/track", b"{").status == 400
+    after = collector.request("/stats").json()
+    assert after["requests"] == before["requests"] + 2  # Tracking API requests only
+    assert after["acceptedRequests"] == before["acceptedRequests"] + 1
+    assert after["messages"] == before["messages"] + 2
+    assert after["refused"]["invalid_json"] == before["refused"].get("invalid_json", 0) + 1

@@ -49,23 +49,30 @@ def tag() -> str:
 
 
 def raw_records(
-    topics: Pipeline, tagged: str, count: int, timeout: float = 30.0
+    topics: Pipeline, tagged: str, count: int, sentinels: bool = False
 ) -> list[OutputRecord]:
-    """The raw records whose properties.tag or anonymousId/userId carry ``tagged``."""
+    """The raw records whose properties.tag or anonymousId/userId carry ``tagged`` (without
+    the sentinels of :func:`nothing_written` unless asked)."""
 
     def match(value: Any) -> bool:
+        if not sentinels and str(value.get("anonymousId")).startswith("sentinel-"):
+            return False
         ids = (value.get("anonymousId"), value.get("userId"), value.get("previousId"))
         return (value.get("properties") or {}).get("tag") == tagged or any(
             isinstance(i, str) and tagged in i for i in ids
         )
 
-    return read_matching(topics.stack.bootstrap, topics.topic("raw"), match, count, timeout)
+    return read_matching(topics.stack.bootstrap, topics.topic("raw"), match, count)
 
 
-def nothing_written(topics: Pipeline, tagged: str) -> bool:
-    """The collector answers after the broker acknowledged, so records of a request that
-    was answered are in the log already: a few seconds of reading finds them."""
-    return raw_records(topics, tagged, 1, timeout=3.0) == []
+def nothing_written(collector: CollectorProcess, topics: Pipeline, tagged: str) -> bool:
+    """No record of the refused requests tagged ``tagged``: a sentinel accepted after them is
+    the only tagged record once it is there (the collector answers after the broker
+    acknowledged, so a refused request's records would be in the log before it)."""
+    sentinel = {"type": "page", "anonymousId": f"sentinel-{tagged}"}
+    assert collector.post("/v1/page", sentinel).status == 200
+    found = raw_records(topics, tagged, 1, sentinels=True)
+    return [r.json()["anonymousId"] for r in found] == [f"sentinel-{tagged}"]
 
 
 def test_a_batch_becomes_one_raw_record_per_message_keyed_by_its_device(
@@ -181,7 +188,7 @@ def test_an_unknown_write_key_is_refused_with_401_and_nothing_is_written(
     without = collector.request("/v1/batch", {"batch": [message]}, {}, "POST")
     for reply in (in_header, in_body, without):
         assert reply.status == 401 and reply.json()["code"] == "unauthorized"
-    assert nothing_written(topics, t)
+    assert nothing_written(collector, topics, t)
     other_key = collector.request("/v1/batch", {"batch": [message]}, basic("other-key"), "POST")
     assert other_key.status == 200
     assert len(raw_records(topics, t, 1)) == 1
@@ -197,7 +204,7 @@ def test_a_message_over_32_kb_is_refused_with_400(
     for reply in (single, in_batch):
         assert reply.status == 400 and reply.json()["code"] == "too_large"
     assert "batch[1]" in in_batch.json()["message"]
-    assert nothing_written(topics, t)  # a request is accepted or refused as a whole
+    assert nothing_written(collector, topics, t)  # a request is accepted or refused as a whole
     fits = {**big, "properties": {"x": "y" * (MAX_MESSAGE_BYTES - 500)}}
     assert collector.post("/v1/track", fits).status == 200
 
@@ -211,7 +218,7 @@ def test_a_batch_over_500_kb_is_refused_with_400(
     count = MAX_BATCH_BYTES // 20_000 + 2
     reply = collector.post("/v1/batch", {"batch": [message] * count})
     assert reply.status == 400 and reply.json()["code"] == "too_large"
-    assert nothing_written(topics, t)
+    assert nothing_written(collector, topics, t)
     assert collector.post("/v1/batch", {"batch": [message] * (count - 5)}).status == 200
 
 
@@ -235,7 +242,7 @@ def test_a_message_without_user_or_anonymous_id_is_refused_unless_a_device_cooki
     message = {"type": "track", "event": "E", "properties": {"tag": t}}
     refused = collector.post("/v1/track", message)
     assert refused.status == 400 and refused.json()["code"] == "missing_id"
-    assert nothing_written(topics, t)
+    assert nothing_written(collector, topics, t)
     accepted = collector.post("/v1/track", message, {"Cookie": f"did=dev-{t}"})
     assert accepted.status == 200
     [record] = raw_records(topics, t, 1)

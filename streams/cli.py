@@ -49,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     lookup.add_argument("kind", choices=["device", "user", "group"])
     lookup.add_argument("id", help="the device key, userId or groupId")
     commands.add_parser("settings", help="print the effective settings and exit")
+    sink = commands.add_parser("sink", help="destination sinks: run one, list them")
+    sink_commands = sink.add_subparsers(dest="sink_command", required=True, metavar="SUBCOMMAND")
+    sink_run = sink_commands.add_parser(
+        "run", help="run one sink as its own consumer group (until SIGTERM or Ctrl-C)"
+    )
+    sink_run.add_argument("name", help="the sink's name, as `enricher sink list` shows it")
+    sink_list = sink_commands.add_parser("list", help="the installed sinks (built-in and plug-in)")
+    sink_list.add_argument("-v", "--verbose", action="store_true", help="show their settings")
+    sink_commands.add_parser("settings", help="every sink setting name, one a line")
     return parser
 
 
@@ -74,11 +83,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.lookups import run_lookup
 
         return run_lookup(settings, args.kind, args.id)
+    if args.command == "sink":
+        return _run_sink_command(args, settings)
     if args.command == "settings":
         for name, value in vars(settings).items():
             print(f"{name} = {value}")
         return 0
     raise AssertionError(args.command)
+
+
+def _run_sink_command(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    from streams.sinks.commands import run_sink_list, run_sink_settings
+    from streams.sinks.runner import run_sink
+
+    if args.sink_command == "run":
+        config_file = args.config or os.environ.get(CONFIG_FILE_VARIABLE)
+        return run_sink(settings, args.name, config_file, os.environ)
+    if args.sink_command == "list":
+        return run_sink_list(settings, args.verbose)
+    if args.sink_command == "settings":
+        return run_sink_settings()
+    raise AssertionError(args.sink_command)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ class SinkProcess:
     log_path: Path
 
     @classmethod
-    def start(cls, pipeline: Pipeline, name: str, env: dict[str, str], log_name: str) -> SinkProcess:
+    def start(
+        cls, pipeline: Pipeline, name: str, env: dict[str, str], log_name: str
+    ) -> SinkProcess:
         full_env = {**pipeline.env(), **env, "PYTHONUNBUFFERED": "1"}
         log_path = pipeline.workdir / log_name
         process = subprocess.Popen(
@@ -105,7 +107,9 @@ def columns(dsn: str, table: str) -> dict[str, str]:
 
 
 def tables(dsn: str) -> set[str]:
-    rows = query(dsn, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+    rows = query(
+        dsn, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+    )
     return {row[0] for row in rows}
 
 

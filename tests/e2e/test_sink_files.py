@@ -42,7 +42,10 @@ def test_file_sink_writes_json_lines_rotated_by_size_and_time(
     )
     sink.wait_ready()
     events = [
-        (f"dev-{n % 5}", {"type": "track", "event": "Read", "properties": {"n": n, "pad": "x" * 200}})
+        (
+            f"dev-{n % 5}",
+            {"type": "track", "event": "Read", "properties": {"n": n, "pad": "x" * 200}},
+        )
         for n in range(40)
     ]
     pipeline.produce_json(events)

@@ -123,10 +123,14 @@ def test_a_sink_installed_by_entry_point_is_listed_configured_and_run(
     pipeline.produce_json(
         [("d1", {"type": "track", "event": "E", "properties": {"n": n}}) for n in range(5)]
     )
-    by_n = {r.json()["properties"]["n"]: r.json()["messageId"] for r in pipeline.read("destinations", 5)}
+    by_n = {
+        r.json()["properties"]["n"]: r.json()["messageId"] for r in pipeline.read("destinations", 5)
+    }
 
     def recorded() -> list[dict[str, str]]:
-        return [orjson.loads(line) for line in out.read_bytes().splitlines()] if out.exists() else []
+        return (
+            [orjson.loads(line) for line in out.read_bytes().splitlines()] if out.exists() else []
+        )
 
     assert wait_for(lambda: len(recorded()) >= 3, 60), sink.log()[-3000:]
     sink.stop()

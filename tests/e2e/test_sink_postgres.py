@@ -58,7 +58,11 @@ def first_round() -> list[tuple[str, dict[str, Any]]]:
             {
                 "type": "track",
                 "event": "Order Completed",
-                "properties": {"revenue": 12.5, "currency": "EUR", "paidAt": "2026-11-29T01:00:00Z"},
+                "properties": {
+                    "revenue": 12.5,
+                    "currency": "EUR",
+                    "paidAt": "2026-11-29T01:00:00Z",
+                },
                 "context": ip_context,
             },
         ),
@@ -130,7 +134,9 @@ def test_warehouse_loader_writes_segment_tables_adds_columns_and_widens_on_type_
             ("d1", {"type": "identify", "userId": "u1", "traits": {"email": "b@example.com"}}),
         ]
     )
-    assert wait_for(lambda: count(dsn, "order_completed") == 2 and count(dsn, "identifies") == 2, 60)
+    assert wait_for(
+        lambda: count(dsn, "order_completed") == 2 and count(dsn, "identifies") == 2, 60
+    )
     order = columns(dsn, "order_completed")
     assert order["gift_wrap"] == "boolean"
     assert order["revenue"] == "text"  # widened, nothing dropped

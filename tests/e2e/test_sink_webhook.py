@@ -4,6 +4,7 @@ run webhook`` -> a local HTTP server answering 200, 500, 429 (Retry-After) and 4
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import orjson
@@ -24,7 +25,10 @@ def test_webhook_retries_5xx_and_429_dead_letters_4xx_and_honours_integrations(
 ) -> None:
     context = {"ip": "54.242.102.43", "traits": {"plan": "pro"}}
     routed: list[tuple[str, dict[str, Any]]] = [
-        (f"dev-{n % 4}", {"type": "track", "event": "Viewed", "properties": {"n": n}, "context": context})
+        (
+            f"dev-{n % 4}",
+            {"type": "track", "event": "Viewed", "properties": {"n": n}, "context": context},
+        )
         for n in range(12)
     ]
     routed.append(
@@ -42,7 +46,11 @@ def test_webhook_retries_5xx_and_429_dead_letters_4xx_and_honours_integrations(
         ("dev-2", {"type": "track", "event": "Not Here", "integrations": {"Webhook": False}}),
         (
             "dev-3",
-            {"type": "track", "event": "Not Here", "integrations": {"All": False, "Mixpanel": True}},
+            {
+                "type": "track",
+                "event": "Not Here",
+                "integrations": {"All": False, "Mixpanel": True},
+            },
         ),
     ]
     pipeline.start_worker()
@@ -99,7 +107,7 @@ def test_webhook_retries_5xx_and_429_dead_letters_4xx_and_honours_integrations(
             if message["event"] == "Viewed":
                 assert message["context"]["ip"] == "54.x.x.x"  # the sink's own policy (R28)
     # a 5xx or 429 is retried with the same batch; the retry after a 429 waits Retry-After
-    for before, after in zip(requests, requests[1:], strict=False):
+    for before, after in itertools.pairwise(requests):
         if before.status in (500, 429):
             assert after.body["batch"] == before.body["batch"]
         if before.status == 429:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import urllib.request
 from typing import Any
 
 import orjson
 import pytest
 
+from streams.devstack import free_port
 from tests.pipeline import Pipeline, read_topic
 from tests.sinks import SinkProcess, WebhookServer, wait_for
 
@@ -54,6 +56,7 @@ def test_webhook_retries_5xx_and_429_dead_letters_4xx_and_honours_integrations(
         ),
     ]
     pipeline.start_worker()
+    metrics_port = free_port()
     with WebhookServer([200, 500, 429, 400], retry_after="2") as server:
         sink = SinkProcess.start(
             pipeline,
@@ -65,6 +68,7 @@ def test_webhook_retries_5xx_and_429_dead_letters_4xx_and_honours_integrations(
                 "ENRICHER_SINK_WEBHOOK_TIMEOUT": "5",
                 "ENRICHER_SINK_WEBHOOK_IP_POLICY": "mask:3:5",
                 "ENRICHER_SINK_WEBHOOK_BATCH_WITHIN": "0.05",
+                "ENRICHER_SINK_METRICS_PORT": str(metrics_port),
             },
             "webhook.log",
         )
@@ -88,6 +92,24 @@ def test_webhook_retries_5xx_and_429_dead_letters_4xx_and_honours_integrations(
                 30,
             )
         )
+
+        def scrape() -> dict[str, float]:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read()
+            return {
+                line.split("{")[0]: float(line.split()[-1])
+                for line in text.decode().splitlines()
+                if line.startswith("enricher_sink_") and 'sink="webhook"' in line
+            }
+
+        def counted() -> dict[str, float] | None:
+            found = scrape()
+            done = found.get("enricher_sink_records_written_total", 0) + found.get(
+                "enricher_sink_records_dead_lettered_total", 0
+            )
+            return found if done >= 13 else None
+
+        counters = wait_for(counted, 30)
+        assert counters, scrape()
         sink.stop()
         requests = list(server.requests)
 
@@ -112,6 +134,13 @@ def test_webhook_retries_5xx_and_429_dead_letters_4xx_and_honours_integrations(
             assert after.body["batch"] == before.body["batch"]
         if before.status == 429:
             assert after.at - before.at >= 1.9
+    # the runner's counters, as Prometheus metrics labelled by sink
+    assert counters["enricher_sink_records_in_total"] == 16
+    assert counters["enricher_sink_records_skipped_total"] == 3
+    assert counters["enricher_sink_records_written_total"] == len(delivered)
+    assert counters["enricher_sink_records_dead_lettered_total"] == len(rejected)
+    retried = sum(1 for r in requests if r.status in (500, 429))
+    assert counters["enricher_sink_retries_total"] == retried
     # a 400 is permanent: the batch is dead-lettered with the error and the message
     assert sorted(orjson.loads(r.json()["payload"])["messageId"] for r in dead) == sorted(rejected)
     for record in dead:

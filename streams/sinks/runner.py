@@ -15,7 +15,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -327,7 +327,9 @@ async def ensure_sink_topics(settings: Settings, deadletter: str) -> None:
         await admin.close()
 
 
-def run_sink(settings: Settings, name: str, config_file: str | Path | None, environ: Any) -> int:
+def run_sink(
+    settings: Settings, name: str, config_file: str | Path | None, environ: Mapping[str, str]
+) -> int:
     """``enricher sink run NAME``: until SIGTERM or Ctrl-C."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -337,7 +339,7 @@ def run_sink(settings: Settings, name: str, config_file: str | Path | None, envi
         config = load_sink_config(name, sink_class, environ, config_file)
         port = metrics_port(environ, config_file)
         sink = sink_class(config)
-    except SettingsError as exc:
+    except (SettingsError, ValueError) as exc:  # a sink may check its options further
         log.error("bad sink setting: %s", exc)
         return 2
     metrics = SinkMetrics(name)

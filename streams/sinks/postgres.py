@@ -116,6 +116,10 @@ class PostgresSink(Sink):
                     if table in PROFILE_TABLES:
                         rows = merge_profiles(rows)
                     await self._load_table(connection, table, rows)
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+            # the schema changed under us (a table dropped by hand): read it afresh, retry
+            self._columns.clear()
+            raise RetryableSinkError(f"PostgreSQL schema changed: {exc}") from exc
         except psycopg.OperationalError as exc:
             # connection lost, server restarting, deadlock or serialization failure: the
             # transaction was rolled back; retry it (the runner backs off)
@@ -209,7 +213,11 @@ class PostgresSink(Sink):
                 self._connection = await psycopg.AsyncConnection.connect(
                     self.config["dsn"], connect_timeout=int(self.config["connect_timeout"])
                 )
-            except psycopg.OperationalError as exc:
+            except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+            # the schema changed under us (a table dropped by hand): read it afresh, retry
+            self._columns.clear()
+            raise RetryableSinkError(f"PostgreSQL schema changed: {exc}") from exc
+        except psycopg.OperationalError as exc:
                 raise RetryableSinkError(f"connecting to PostgreSQL: {exc}") from exc
             self._columns.clear()
         return self._connection

@@ -119,7 +119,8 @@ class SinkRunner:
             max_poll_interval_ms=max(300_000, int(settings.rebalance_timeout * 1000)),
         )
         try:
-            await self.sink.start()
+            if not await self.start_sink():
+                return
             consumer.subscribe([self._source], listener=_WaitForBatch(self))
             await until_done(consumer.start, "connecting the consumer")
             log.info(
@@ -140,6 +141,28 @@ class SinkRunner:
                 finally:
                     await producer.stop()
                     log.info("sink %s stopped: %s", self.name, self.metrics.summary())
+
+    async def start_sink(self) -> bool:
+        """Start the sink, waiting out a destination that is not there yet (retryable errors,
+        backing off up to the sink's longest delay, without limit: nothing is consumed yet).
+        False when a stop came first."""
+        delay = FIRST_RETRY_DELAY
+        while True:
+            try:
+                await self.sink.start()
+                return True
+            except Exception as exc:
+                if not isinstance(exc, RetryableSinkError) and not is_transient(exc):
+                    raise
+                wait = min(delay, self._retry_max_delay)
+                log.warning(
+                    "sink %s: cannot start yet (retrying in %.1fs): %s", self.name, wait, exc
+                )
+                try:
+                    await self._sleep_unless_stopping(wait)
+                except _Stopping:
+                    return False
+                delay *= 2
 
     async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         ticked = time.monotonic()

@@ -144,3 +144,31 @@ def test_an_unexpected_error_is_not_swallowed() -> None:
     run, _ = flaky_runner([KeyError("bug")])
     with pytest.raises(KeyError):
         asyncio.run(run._write_chunk(chunk("a")))
+
+
+class LateStart(Flaky):
+    async def start(self) -> None:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+
+
+def test_a_destination_that_is_not_there_yet_is_waited_for_at_start() -> None:
+    config = {option.name: option.default for option in COMMON_OPTIONS}
+    config.update(retry_max_delay=0.05)
+    sink = LateStart(config, [RetryableSinkError("no database yet"), ConnectionRefusedError()])
+    run = SinkRunner(Settings(), "late", sink)
+    assert asyncio.run(run.start_sink()) is True
+    assert sink.calls == 3
+
+
+def test_a_stop_while_waiting_for_the_destination_ends_the_wait() -> None:
+    config = {option.name: option.default for option in COMMON_OPTIONS}
+    sink = LateStart(config, [RetryableSinkError("down")] * 100)
+    run = SinkRunner(Settings(), "late", sink)
+
+    async def scenario() -> bool:
+        asyncio.get_running_loop().call_later(0.2, run.stopping.set)
+        return await run.start_sink()
+
+    assert asyncio.run(scenario()) is False

@@ -213,11 +213,7 @@ class PostgresSink(Sink):
                 self._connection = await psycopg.AsyncConnection.connect(
                     self.config["dsn"], connect_timeout=int(self.config["connect_timeout"])
                 )
-            except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
-            # the schema changed under us (a table dropped by hand): read it afresh, retry
-            self._columns.clear()
-            raise RetryableSinkError(f"PostgreSQL schema changed: {exc}") from exc
-        except psycopg.OperationalError as exc:
+            except psycopg.OperationalError as exc:
                 raise RetryableSinkError(f"connecting to PostgreSQL: {exc}") from exc
             self._columns.clear()
         return self._connection

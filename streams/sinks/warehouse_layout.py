@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Final, Literal
 
 import orjson
@@ -70,9 +71,11 @@ class TablePlan:
         return bool(self.add or self.widen)
 
 
+@lru_cache(maxsize=65_536)
 def snake_case(name: str) -> str:
     """``planId`` -> ``plan_id``, ``Order Completed`` -> ``order_completed``; a valid
-    PostgreSQL identifier of at most 63 characters (longer names end with a short hash)."""
+    PostgreSQL identifier of at most 63 characters (longer names end with a short hash).
+    Cached: field names repeat from message to message."""
     text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
     text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", text)
     text = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")

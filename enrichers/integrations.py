@@ -9,13 +9,19 @@ from collections.abc import Mapping
 from typing import Any
 
 
-def integration_enabled(integrations: Mapping[str, Any] | None, name: str) -> bool:
+def integration_enabled(
+    integrations: Mapping[str, Any] | None, name: str, obeys_all: bool = True
+) -> bool:
     """Whether the destination ``name`` gets a message with this ``integrations`` object.
 
     As Segment routes: an explicit ``false`` for the name skips it; ``true`` or a settings
     object enables it; otherwise ``All`` decides, and ``All`` is ``true`` unless it is
     explicitly ``false`` (R29). The name is matched exactly first, then ignoring case
     (``"Webhook"`` and ``"webhook"`` name the same sink).
+
+    ``obeys_all=False`` is for warehouse loaders: Segment's warehouses receive messages sent
+    with ``All: false`` (the object picks third-party tools, not the user's own warehouse),
+    so only an explicit ``false`` for the name skips them.
     """
     if not isinstance(integrations, Mapping):
         return True
@@ -24,7 +30,7 @@ def integration_enabled(integrations: Mapping[str, Any] | None, name: str) -> bo
         return False
     if setting is True or isinstance(setting, Mapping):
         return True
-    return integrations.get("All", True) is not False
+    return not obeys_all or integrations.get("All", True) is not False
 
 
 def _lookup(integrations: Mapping[str, Any], name: str) -> Any:

@@ -84,6 +84,10 @@ class Sink(ABC):
 
     name: ClassVar[str] = ""
     source: ClassVar[SinkSource] = "destinations"
+    obeys_all_false: ClassVar[bool] = True
+    """Whether ``integrations.All: false`` keeps messages from this sink unless it is named
+    (R29). Warehouse loaders set it False: like Segment's warehouses they load everything
+    but what names them with an explicit ``false``."""
     options: ClassVar[Sequence[SinkOption]] = ()
 
     def __init__(self, config: Mapping[str, Any]) -> None:

@@ -57,6 +57,7 @@ _TYPES: dict[str, ColumnType] = {
 class PostgresSink(Sink):
     name: ClassVar[str] = "postgres"
     source: ClassVar[SinkSource] = "warehouse"
+    obeys_all_false: ClassVar[bool] = False  # a warehouse gets everything (R29 is for tools)
     options: ClassVar[Sequence[SinkOption]] = (
         SinkOption(
             "dsn", text, required=True, help="libpq connection string, postgresql://USER@HOST/DB"

@@ -99,6 +99,7 @@ class SinkRunner:
         self._retries: int = config["retries"]
         self._retry_max_delay: float = config["retry_max_delay"]
         self._source = source_topic(settings, type(sink))
+        self._obeys_all = type(sink).obeys_all_false
         self._deadletter = deadletter_topic(settings, name)
 
     async def run(self) -> None:
@@ -233,7 +234,7 @@ class SinkRunner:
             if not isinstance(message, dict):
                 failures.append((record, "not_an_object", "the message is not a JSON object"))
                 continue
-            if not integration_enabled(message.get("integrations"), self.name):
+            if not integration_enabled(message.get("integrations"), self.name, self._obeys_all):
                 skipped += 1
                 continue
             context = message.get("context")

@@ -132,6 +132,13 @@ def test_warehouse_loader_writes_segment_tables_adds_columns_and_widens_on_type_
                 },
             ),
             ("d1", {"type": "identify", "userId": "u1", "traits": {"email": "b@example.com"}}),
+            # integrations (R29): an explicit false skips the loader; All: false does not,
+            # the warehouse gets everything else (as Segment's warehouses do)
+            ("d3", {"type": "track", "event": "Hidden", "integrations": {"postgres": False}}),
+            (
+                "d3",
+                {"type": "track", "event": "Tools Only", "integrations": {"All": False, "X": True}},
+            ),
         ]
     )
     assert wait_for(
@@ -146,7 +153,13 @@ def test_warehouse_loader_writes_segment_tables_adds_columns_and_widens_on_type_
     ]
     # one row per user with the latest traits (R16: the identify carries the merged cache)
     assert query(dsn, "SELECT id, email, plan_id FROM users") == [("u1", "b@example.com", "pro")]
-    assert count(dsn, "tracks") == 2
+    assert wait_for(lambda: count(dsn, "tools_only") == 1, 30)
+    assert "hidden" not in tables(dsn)
+    assert sorted(query(dsn, "SELECT event_text FROM tracks")) == [
+        ("Order Completed",),
+        ("Order Completed",),
+        ("Tools Only",),
+    ]
     loader.stop()
     assert loader.process.returncode == 0
 

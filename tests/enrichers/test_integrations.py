@@ -51,3 +51,9 @@ def test_all_is_not_a_sink_name() -> None:
 
 def test_a_non_object_integrations_value_enables_the_sink() -> None:
     assert integration_enabled("nonsense", "webhook")  # type: ignore[arg-type]
+
+
+def test_a_warehouse_loader_ignores_all_false_but_not_an_explicit_false() -> None:
+    assert integration_enabled({"All": False, "Mixpanel": True}, "postgres", obeys_all=False)
+    assert not integration_enabled({"All": False, "postgres": False}, "postgres", obeys_all=False)
+    assert not integration_enabled({"postgres": False}, "postgres", obeys_all=False)

@@ -195,3 +195,36 @@ def test_killing_the_loader_midway_loses_nothing_and_duplicates_no_row(
     assert loaded == message_ids
     numbers = sorted(int(row[0]) for row in query(dsn, "SELECT n FROM clicked"))
     assert numbers == list(range(1000))
+
+
+def test_two_loaders_in_one_group_share_the_partitions_and_load_each_row_once(
+    pipeline: Pipeline, dsn: str
+) -> None:
+    pipeline.start_worker()
+    first = start_loader(pipeline, dsn, "sink-a.log", ENRICHER_SINK_POSTGRES_BATCH_MAX="20")
+    second = start_loader(pipeline, dsn, "sink-b.log", ENRICHER_SINK_POSTGRES_BATCH_MAX="20")
+
+    def last_assignment(log: str) -> str | None:
+        lines = [line for line in log.splitlines() if "sink partitions assigned:" in line]
+        return lines[-1].split("sink partitions assigned:")[1].strip() if lines else None
+
+    def both_assigned() -> bool:
+        # each member holds some partitions after the rebalance the second one caused
+        return all(last_assignment(log) not in (None, "[]") for log in (first.log(), second.log()))
+
+    assert wait_for(both_assigned, 60), first.log()[-2000:] + second.log()[-2000:]
+    events = [
+        (
+            f"dev-{n % 40}",
+            {"type": "track", "event": "Shared", "properties": {"n": n, f"k{n % 5}": n}},
+        )
+        for n in range(600)
+    ]
+    pipeline.produce_json(events)
+    message_ids = {r.json()["messageId"] for r in pipeline.read("warehouse", 600)}
+    assert wait_for(lambda: count(dsn, "shared") >= 600, 120)
+    first.stop()
+    second.stop()
+    assert {row[0] for row in query(dsn, "SELECT id FROM shared")} == message_ids
+    assert count(dsn, "shared") == 600
+    assert {f"k{i}" for i in range(5)} <= set(columns(dsn, "shared"))

@@ -54,6 +54,16 @@ _TYPES: dict[str, ColumnType] = {
 }
 
 
+_REJECTED = (
+    psycopg.errors.DataError,
+    psycopg.errors.IntegrityError,
+    psycopg.errors.ProgramLimitExceeded,
+    psycopg.errors.TooManyColumns,
+    psycopg.errors.StatementTooComplex,
+)
+"""What PostgreSQL says of a record it will never take, whatever the retries."""
+
+
 class PostgresSink(Sink):
     name: ClassVar[str] = "postgres"
     source: ClassVar[SinkSource] = "warehouse"
@@ -91,14 +101,14 @@ class PostgresSink(Sink):
         reason = "the message has no messageId"
         try:
             await self._load(loadable)
-        except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+        except _REJECTED as exc:
             # not expected (values are fitted to their columns first): find the records at
             # fault one by one, load the others
             reason = f"rejected by PostgreSQL: {exc}"
             for record in loadable:
                 try:
                     await self._load([record])
-                except (psycopg.errors.DataError, psycopg.errors.IntegrityError):
+                except _REJECTED:
                     failed.append(record)
         if failed:
             raise PermanentSinkError(reason, failed)
@@ -121,6 +131,14 @@ class PostgresSink(Sink):
             # the schema changed under us (a table dropped by hand): read it afresh, retry
             self._columns.clear()
             raise RetryableSinkError(f"PostgreSQL schema changed: {exc}") from exc
+        except (
+            psycopg.errors.ProgramLimitExceeded,
+            psycopg.errors.TooManyColumns,
+            psycopg.errors.StatementTooComplex,
+        ):
+            # over 1,600 columns, a name or a row too long: some record's fault, not an outage
+            self._columns.clear()
+            raise
         except psycopg.OperationalError as exc:
             # connection lost, server restarting, deadlock or serialization failure: the
             # transaction was rolled back; retry it (the runner backs off)

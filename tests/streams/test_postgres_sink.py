@@ -122,3 +122,23 @@ def test_two_loaders_adding_columns_to_one_table_at_once_both_succeed(dsn: str) 
 def test_tables_go_into_the_configured_schema(dsn: str) -> None:
     load(loader(dsn, schema="shop"), records(message("s1", "page", name="Home")))
     assert query(dsn, "SELECT id, name FROM shop.pages") == [("s1", "Home")]
+
+
+def test_a_message_postgresql_cannot_hold_is_rejected_and_the_rest_of_its_batch_loaded(
+    dsn: str,
+) -> None:
+    sink = loader(dsn)
+    wide = message("w1", event="Wide", properties={f"p{n}": n for n in range(1700)})
+    batch = records(message("w0", event="Wide", properties={"p0": 0}), wide)
+
+    async def scenario() -> None:
+        await sink.start()
+        try:
+            with pytest.raises(PermanentSinkError) as raised:
+                await sink.write(batch)  # over PostgreSQL's 1,600 columns a table
+            assert raised.value.records == [batch[1]]
+        finally:
+            await sink.stop()
+
+    asyncio.run(scenario())
+    assert query(dsn, "SELECT id FROM wide") == [("w0",)]

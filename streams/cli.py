@@ -24,6 +24,10 @@ def _settings_help() -> str:
     ]
     for name, default, meaning in rows:
         lines.append(f"  {name:<{width}}  {meaning} [default: {default}]")
+    lines.append(
+        "destination sinks read ENRICHER_SINK_<NAME>_<OPTION> (and ENRICHER_SINK_METRICS_PORT);"
+    )
+    lines.append("`enricher sink list -v` shows each installed sink's settings.")
     return "\n".join(lines)
 
 

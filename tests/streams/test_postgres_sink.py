@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from streams.sinks import PermanentSinkError, SinkRecord
+from streams.sinks import PermanentSinkError, RetryableSinkError, SinkRecord
 from streams.sinks.options import COMMON_OPTIONS
 from streams.sinks.postgres import PostgresSink
 from tests.sinks import columns, query, scratch_database
@@ -142,3 +142,33 @@ def test_a_message_postgresql_cannot_hold_is_rejected_and_the_rest_of_its_batch_
 
     asyncio.run(scenario())
     assert query(dsn, "SELECT id FROM wide") == [("w0",)]
+
+
+def test_a_database_that_is_not_there_is_a_retryable_error(dsn: str) -> None:
+    sink = loader(dsn.rsplit("/", 1)[0] + "/enricher_test_missing_database")
+    with pytest.raises(RetryableSinkError):
+        asyncio.run(sink.start())
+
+
+def test_a_lost_connection_is_retryable_and_the_next_write_reconnects(dsn: str) -> None:
+    sink = loader(dsn)
+    database = dsn.rsplit("/", 1)[1]
+
+    async def scenario() -> None:
+        await sink.start()
+        try:
+            await sink.write(records(message("l1", event="Lost")))
+            query(
+                dsn.rsplit("/", 1)[0] + "/postgres",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                database,
+            )
+            with pytest.raises(RetryableSinkError):
+                await sink.write(records(message("l2", event="Lost")))
+            await sink.write(records(message("l2", event="Lost")))  # the runner's retry
+        finally:
+            await sink.stop()
+
+    asyncio.run(scenario())
+    assert query(dsn, "SELECT id FROM lost ORDER BY id") == [("l1",), ("l2",)]

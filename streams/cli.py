@@ -24,6 +24,10 @@ def _settings_help() -> str:
     ]
     for name, default, meaning in rows:
         lines.append(f"  {name:<{width}}  {meaning} [default: {default}]")
+    lines.append(
+        "destination sinks read ENRICHER_SINK_<NAME>_<OPTION> (and ENRICHER_SINK_METRICS_PORT);"
+    )
+    lines.append("`enricher sink list -v` shows each installed sink's settings.")
     return "\n".join(lines)
 
 
@@ -53,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
         "collector", help="serve Segment's Tracking API over HTTP, writing events.raw"
     )
     collector.add_argument("--loglevel", default="info", help="debug, info, warning or error")
+    sink = commands.add_parser("sink", help="destination sinks: run one, list them")
+    sink_commands = sink.add_subparsers(dest="sink_command", required=True, metavar="SUBCOMMAND")
+    sink_run = sink_commands.add_parser(
+        "run", help="run one sink as its own consumer group (until SIGTERM or Ctrl-C)"
+    )
+    sink_run.add_argument("name", help="the sink's name, as `enricher sink list` shows it")
+    sink_list = sink_commands.add_parser("list", help="the installed sinks (built-in and plug-in)")
+    sink_list.add_argument("-v", "--verbose", action="store_true", help="show their settings")
+    sink_commands.add_parser("settings", help="every sink setting name, one a line")
     return parser
 
 
@@ -82,11 +95,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.collector import run_collector
 
         return run_collector(settings, args.loglevel)
+    if args.command == "sink":
+        return _run_sink_command(args, settings)
     if args.command == "settings":
         for name, value in vars(settings).items():
             print(f"{name} = {value}")
         return 0
     raise AssertionError(args.command)
+
+
+def _run_sink_command(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    from streams.sinks.commands import run_sink_list, run_sink_settings
+    from streams.sinks.runner import run_sink
+
+    if args.sink_command == "run":
+        config_file = args.config or os.environ.get(CONFIG_FILE_VARIABLE)
+        return run_sink(settings, args.name, config_file, os.environ)
+    if args.sink_command == "list":
+        return run_sink_list(settings, args.verbose)
+    if args.sink_command == "settings":
+        return run_sink_settings()
+    raise AssertionError(args.sink_command)
 
 
 if __name__ == "__main__":

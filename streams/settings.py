@@ -331,6 +331,8 @@ def _read_config_file(path: Path) -> dict[str, str]:
         raise SettingsError(f"config file {path}: {exc}") from None
     values: dict[str, str] = {}
     for name, value in document.items():
+        if name == "sink" or name.upper().startswith(("ENRICHER_SINK_", "SINK_")):
+            continue  # the sinks' own settings, read by streams/sinks/options.py
         env = name if name.startswith("ENRICHER_") else f"ENRICHER_{name.upper()}"
         if env not in _ENV_NAMES:
             raise SettingsError(f"config file {path}: unknown setting {name!r}")

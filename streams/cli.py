@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from streams.settings import (
     CONFIG_FILE_VARIABLE,
@@ -49,7 +50,75 @@ def build_parser() -> argparse.ArgumentParser:
     lookup.add_argument("kind", choices=["device", "user", "group"])
     lookup.add_argument("id", help="the device key, userId or groupId")
     commands.add_parser("settings", help="print the effective settings and exit")
+    _add_operations_commands(commands)
     return parser
+
+
+def _add_range_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="from_time", metavar="TIME", help=_TIME_HELP)
+    parser.add_argument(
+        "--to", dest="to_time", metavar="TIME", help="end (exclusive); " + _TIME_HELP
+    )
+    parser.add_argument(
+        "--from-offset", type=int, metavar="N", help="first offset (each partition)"
+    )
+    parser.add_argument("--to-offset", type=int, metavar="N", help="end offset, exclusive")
+    parser.add_argument("--partitions", metavar="P,P", help="only these partitions")
+
+
+_TIME_HELP = "ISO 8601 (2026-11-29T01:00:00Z), epoch ms, or ago (30m, 2h, 7d)"
+
+
+def _add_operations_commands(commands: Any) -> None:
+    """Replay, import, dead-letter recovery and sink rewind (issue 8)."""
+    replay = commands.add_parser(
+        "replay", help="re-run a range of the raw topic through the rules (rebuild or diff)"
+    )
+    replay.add_argument("--mode", choices=["rebuild", "diff"], required=True)
+    replay.add_argument("--topic", help="the raw topic (default: ENRICHER_TOPIC_RAW)")
+    _add_range_arguments(replay)
+    replay.add_argument("--app-id", help="rebuild: the new app id (fresh state, new group)")
+    replay.add_argument("--warehouse", help="rebuild: output topic (default: <warehouse>.<app id>)")
+    replay.add_argument("--destinations", help="rebuild: output topic (default: ...<app id>)")
+    replay.add_argument("--deadletter", help="rebuild: dead-letter topic (default: ...<app id>)")
+    replay.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    load = commands.add_parser(
+        "import", help="produce a JSON Lines file (gzip accepted) of events into the raw topic"
+    )
+    load.add_argument("file", help="a .jsonl or .jsonl.gz file; - for standard input")
+    load.add_argument("--topic", help="the target topic (default: ENRICHER_TOPIC_RAW)")
+
+    deadletter = commands.add_parser("deadletter", help="inspect and requeue dead letters")
+    actions = deadletter.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, text in (
+        ("list", "count the dead letters by code"),
+        ("show", "print dead-letter records as JSON Lines"),
+        ("requeue", "put dead letters' payloads back into the raw topic"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument(
+            "--topic", help="the dead-letter topic (default: ENRICHER_TOPIC_DEADLETTER)"
+        )
+        action.add_argument("--code", action="append", help="only this error code (repeatable)")
+        action.add_argument("--from", dest="from_time", metavar="TIME", help=_TIME_HELP)
+        action.add_argument("--to", dest="to_time", metavar="TIME", help=_TIME_HELP)
+        if name == "show":
+            action.add_argument("--limit", type=int, default=10, help="at most N records")
+        if name == "requeue":
+            action.add_argument(
+                "--file", help="requeue these (edited) dead-letter records, JSON Lines, instead"
+            )
+            action.add_argument("--dry-run", action="store_true", help="count, produce nothing")
+
+    sink = commands.add_parser("sink", help="operate destination sinks")
+    sink_actions = sink.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rewind = sink_actions.add_parser(
+        "rewind", help="re-deliver to one (stopped) sink from a point in time"
+    )
+    rewind.add_argument("name", help="the sink name (its group is <app id>.sink.<name>)")
+    rewind.add_argument("--to", dest="to_time", metavar="TIME", required=True, help=_TIME_HELP)
+    rewind.add_argument("--topic", help="the topic to rewind (default: those the group committed)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,6 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.lookups import run_lookup
 
         return run_lookup(settings, args.kind, args.id)
+    if args.command in ("replay", "import", "deadletter") or (
+        args.command == "sink" and args.action == "rewind"
+    ):
+        from streams.operations import run_operation
+
+        return run_operation(settings, args)
     if args.command == "settings":
         for name, value in vars(settings).items():
             print(f"{name} = {value}")

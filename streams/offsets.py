@@ -25,6 +25,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 EMPTY_FETCH_MS: Final = 400
 """How long a probe waits for a record before it takes the offset as past the end."""
 
+READ_FORWARD_FETCHES: Final = 8
+"""Fetches (up to 1 MB each) read past the high watermark before searching for the end."""
+
 _RELATIVE = re.compile(r"^-?(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -68,21 +71,34 @@ async def log_start(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
     return int((await consumer.beginning_offsets([tp]))[tp])
 
 
+async def _last_from(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> int:
+    """The last offset of what one fetch from ``offset`` returns; -1 if nothing is there."""
+    consumer.seek(tp, offset)
+    fetched = await consumer.getmany(tp, timeout_ms=EMPTY_FETCH_MS, max_records=1_000_000)
+    messages = fetched.get(tp, [])
+    return messages[-1].offset if messages else -1
+
+
 async def log_end(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
     """The offset after the last record of ``tp`` (the next offset to be written)."""
     _ensure_assigned(consumer, [tp])
     start = await log_start(consumer, tp)
     guess = max(int((await consumer.end_offsets([tp]))[tp]), start)
-    # the smallest offset with nothing at or after it, in (known present, known absent]
     if guess > start and (await _first_at(consumer, tp, guess - 1))[0] < 0:
-        low, high = start, guess - 1  # the watermark is too high: search below it
+        # the watermark is too high: binary search below it
+        low, high = start, guess - 1
         if (await _first_at(consumer, tp, start))[0] < 0:
             return start
     else:
-        found, _ = await _first_at(consumer, tp, guess)
-        if found < 0:
-            return guess
-        low, step = found, 1024  # too low: gallop past the real end first
+        # too low (it counts produce requests): read forward a few fetches (the usual gap),
+        # then gallop past the real end
+        position = guess
+        for _ in range(READ_FORWARD_FETCHES):
+            last = await _last_from(consumer, tp, position)
+            if last < 0:
+                return position
+            position = last + 1
+        low, step = position - 1, 1024
         while (await _first_at(consumer, tp, low + step))[0] >= 0:
             low, step = low + step, step * 2
         high = low + step

@@ -189,6 +189,8 @@ async def read_ranges(
     """Every record of each partition's ``[start, end)``, in batches, in offset order per
     partition; stops when each position reached its end."""
     todo = {tp: bounds for tp, bounds in ranges.items() if bounds[0] < bounds[1]}
+    if not todo:
+        return  # (an empty assignment leaves aiokafka's fetcher unable to stop)
     consumer.assign(sorted(todo))
     for tp, (start, _) in todo.items():
         consumer.seek(tp, start)

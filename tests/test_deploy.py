@@ -110,7 +110,9 @@ def test_base_runs_a_worker_and_one_deployment_per_sink_with_probes() -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert worker["terminationGracePeriodSeconds"] >= 60
-    sinks = {d["spec"]["template"]["spec"]["containers"][0]["args"][2] for d in deployments.values()}
+    sinks = {
+        d["spec"]["template"]["spec"]["containers"][0]["args"][2] for d in deployments.values()
+    }
     assert sinks == {"postgres", "webhook", "file"}
 
 

@@ -83,10 +83,29 @@ def test_diff_reports_a_rules_change_field_by_field(processed: Pipeline) -> None
     assert warehouse["fields"]["context.traits.plan"]["count"] >= 30
 
 
-def test_diff_of_a_partial_range_by_offsets(processed: Pipeline) -> None:
-    run = enricher(processed, "replay", "--mode", "diff", "--json", "--to-offset", "0")
+def test_diff_of_some_partitions_by_offsets(processed: Pipeline) -> None:
+    raw = processed.read("raw", 40)
+    partition = raw[0].partition  # each device's whole history is on one partition
+    mine = [r for r in raw if r.partition == partition]
+    run = enricher(
+        processed,
+        "replay",
+        "--mode",
+        "diff",
+        "--json",
+        "--partitions",
+        str(partition),
+        "--from-offset",
+        "0",
+        "--to-offset",
+        str(len(mine)),
+    )
     report = orjson.loads(run.stdout)
-    assert report["replayed"] == 0 and report["differences"] == 0
+    assert report["replayed"] == len(mine) and report["differences"] == 0, report
+    assert report["topics"][0]["identical"] == len(mine)
+    # an empty range replays nothing and finds nothing
+    run = enricher(processed, "replay", "--mode", "diff", "--json", "--to-offset", "0")
+    assert orjson.loads(run.stdout)["replayed"] == 0 and run.returncode == 0
 
 
 def test_rebuild_into_a_new_app_id_and_topics(processed: Pipeline) -> None:

@@ -3,7 +3,8 @@ offsets for a group that is not running (a rewind, or the hand-over after a rebu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -31,15 +32,34 @@ async def group_members(bootstrap_servers: str, group_id: str) -> list[str]:
     return members
 
 
-async def committed_offsets(bootstrap_servers: str, group_id: str) -> dict[TopicPartition, int]:
-    """Every offset the group has committed."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
+async def committed_offsets(
+    bootstrap_servers: str, group_id: str, topics: Iterable[str] | None = None
+) -> dict[TopicPartition, int]:
+    """Every offset the group has committed (on ``topics``, default: every topic).
+
+    Asked partition by partition through a consumer of the group (the admin client's
+    OffsetFetch is not understood by every Kafka-compatible broker, the embedded one among
+    them)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
     try:
-        found = await admin.list_consumer_group_offsets(group_id)
+        names = sorted(await consumer.topics()) if topics is None else list(topics)
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in names
+            if not topic.startswith("__")
+            for partition in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
+        found = await asyncio.gather(*(consumer.committed(tp) for tp in partitions))
     finally:
-        await admin.close()
-    return {tp: meta.offset for tp, meta in found.items() if meta.offset >= 0}
+        await consumer.stop()
+    return {
+        tp: offset
+        for tp, offset in zip(partitions, found, strict=True)
+        if offset is not None and offset >= 0
+    }
 
 
 async def commit_offsets(

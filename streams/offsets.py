@@ -138,17 +138,48 @@ async def offset_for_time(
 async def offsets_for_time(
     consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition], timestamp_ms: int
 ) -> dict[TopicPartition, int]:
-    partitions = list(partitions)
-    _ensure_assigned(consumer, partitions)
-    return {tp: await offset_for_time(consumer, tp, timestamp_ms) for tp in partitions}
+    ends = await log_ends(consumer, partitions)
+    return {
+        tp: await offset_for_time(consumer, tp, timestamp_ms, None, end) for tp, end in ends.items()
+    }
 
 
 async def log_ends(
     consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
 ) -> dict[TopicPartition, int]:
+    """:func:`log_end` of many partitions at once: they are read forward from their
+    watermarks together, so the wait that tells "nothing more" is paid once, not per
+    partition; a partition that does not settle that way is searched on its own."""
     partitions = list(partitions)
+    if not partitions:
+        return {}
     _ensure_assigned(consumer, partitions)
-    return {tp: await log_end(consumer, tp) for tp in partitions}
+    starts = await consumer.beginning_offsets(partitions)
+    guesses = await consumer.end_offsets(partitions)
+    seen: dict[TopicPartition, int] = {}  # partitions with a record at guess-1 or later
+    for tp in partitions:
+        consumer.seek(tp, max(int(guesses[tp]) - 1, int(starts[tp])))
+    settled = False
+    for _ in range(READ_FORWARD_FETCHES):
+        fetched = await consumer.getmany(
+            *partitions, timeout_ms=EMPTY_FETCH_MS, max_records=1_000_000
+        )
+        if not fetched:
+            settled = True
+            break
+        for tp, messages in fetched.items():
+            if messages:
+                seen[tp] = messages[-1].offset + 1
+    ends: dict[TopicPartition, int] = {}
+    for tp in partitions:
+        start, guess = int(starts[tp]), int(guesses[tp])
+        if settled and tp in seen and seen[tp] >= guess:
+            ends[tp] = seen[tp]
+        elif settled and guess <= start:
+            ends[tp] = start  # empty, and nothing arrived at the start
+        else:
+            ends[tp] = await log_end(consumer, tp)
+    return ends
 
 
 def _ensure_assigned(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:

@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 
 from enrichers.timestamps import parse_iso_ms
 from streams.offsets import (
-    log_end,
+    log_ends,
     log_start,
     offset_for_time,
     parse_time,
@@ -59,8 +59,8 @@ async def read_dead_letters(
     """The selected dead-letter records, partition by partition, in offset order."""
     async with probe_consumer(settings.bootstrap_servers) as consumer:
         ranges = {}
-        for tp in await topic_partitions(consumer, topic):
-            end = await log_end(consumer, tp)
+        ends = await log_ends(consumer, await topic_partitions(consumer, topic))
+        for tp, end in ends.items():
             start = await log_start(consumer, tp)
             if selection.from_ms is not None:
                 start = await offset_for_time(consumer, tp, selection.from_ms, None, end)

@@ -33,7 +33,7 @@ from streams.diffing import TopicDiff
 from streams.groups import GroupActiveError, commit_offsets
 from streams.keys import KeySpace
 from streams.offsets import (
-    log_end,
+    log_ends,
     log_start,
     offset_for_time,
     probe_consumer,
@@ -74,8 +74,9 @@ async def resolve_ranges(consumer: AIOKafkaConsumer, spec: RangeSpec) -> Ranges:
             raise LookupError(f"{spec.topic} has no partition(s) {sorted(unknown)}")
         partitions = [tp for tp in partitions if tp.partition in spec.partitions]
     ranges: Ranges = {}
+    ends = await log_ends(consumer, partitions)
     for tp in partitions:
-        first, end = await log_start(consumer, tp), await log_end(consumer, tp)
+        first, end = await log_start(consumer, tp), ends[tp]
         start = first
         if spec.from_offset is not None:
             start = min(max(spec.from_offset, first), end)
@@ -299,8 +300,8 @@ async def _compare(
         async with probe_consumer(settings.bootstrap_servers) as consumer:
             ranges: Ranges = {}
             since = (result.first_timestamp_ms or 0) - OUTPUT_CLOCK_SKEW_MS
-            for tp in await topic_partitions(consumer, topic):
-                end = await log_end(consumer, tp)
+            ends = await log_ends(consumer, await topic_partitions(consumer, topic))
+            for tp, end in ends.items():
                 ranges[tp] = (await offset_for_time(consumer, tp, since, None, end), end)
             with progress_bar(f"compare {topic}", sum(e - s for s, e in ranges.values())) as bar:
                 async for batch in read_ranges(consumer, ranges, settings.batch_max):

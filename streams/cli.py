@@ -113,6 +113,11 @@ def _add_operations_commands(commands: Any) -> None:
 
     sink = commands.add_parser("sink", help="operate destination sinks")
     sink_actions = sink.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add_sink_rewind_parser(sink_actions)
+
+
+def add_sink_rewind_parser(sink_actions: Any) -> None:
+    """``enricher sink rewind``: an action of the ``sink`` command (issue 7 adds run, list)."""
     rewind = sink_actions.add_parser(
         "rewind", help="re-deliver to one (stopped) sink from a point in time"
     )

@@ -220,7 +220,9 @@ def test_sink_rewind_redelivers_from_a_time(pipeline: Pipeline) -> None:
         consumer = sink_consumer(pipeline.stack, topic, group)
         await consumer.start()
         try:
-            await consumer.getmany(timeout_ms=8000)
+            deadline = time.monotonic() + 30
+            while not consumer.assignment() and time.monotonic() < deadline:
+                await consumer.getmany(timeout_ms=200)
             return await asyncio.to_thread(
                 enricher, pipeline, "sink", "rewind", "webhook", "--to", str(base)
             )

@@ -100,7 +100,7 @@ async def import_events(settings: Settings, path: str, topic: str) -> ImportResu
     )
     await producer.start()
     try:
-        with lines, progress_bar(f"import {os.path.basename(path)}", size) as bar:
+        with lines, progress_bar(f"import {os.path.basename(path)} (bytes)", size) as bar:
             pending: list[Any] = []
             done_bytes = 0
             for number, line in enumerate(lines, start=1):

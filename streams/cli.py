@@ -77,6 +77,12 @@ def _add_operations_commands(commands: Any) -> None:
     replay.add_argument("--mode", choices=["rebuild", "diff"], required=True)
     replay.add_argument("--topic", help="the raw topic (default: ENRICHER_TOPIC_RAW)")
     _add_range_arguments(replay)
+    replay.add_argument(
+        "--warm-from",
+        metavar="TIME|start",
+        help="diff: first build the scratch state from TIME (or the log start) up to the "
+        "range, outputs discarded, so a range in mid-history compares like for like",
+    )
     replay.add_argument("--app-id", help="rebuild: the new app id (fresh state, new group)")
     replay.add_argument("--warehouse", help="rebuild: output topic (default: <warehouse>.<app id>)")
     replay.add_argument("--destinations", help="rebuild: output topic (default: ...<app id>)")

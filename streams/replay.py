@@ -119,6 +119,7 @@ class ReplayResult:
     app_id: str = ""
     outputs: OutputTopics | None = None
     committed: bool = False
+    warmed: int = 0
 
     @property
     def differences(self) -> int:
@@ -136,6 +137,7 @@ class ReplayResult:
             "deadLetters": dict(self.dead_letters),
         }
         if self.mode == "diff":
+            document["warmedUpWith"] = self.warmed
             document["differences"] = self.differences
             document["topics"] = [diff.as_json() for diff in self.diffs]
         elif self.outputs is not None:
@@ -149,6 +151,8 @@ class ReplayResult:
 
     def summary(self) -> str:
         lines = [f"replayed {self.replayed} records ({self.mode}) of {len(self.ranges)} partitions"]
+        if self.warmed:
+            lines.append(f"state warmed up with the {self.warmed} records before the range")
         if self.dead_letters:
             lines.append(f"dead letters: {dict(self.dead_letters)}")
         if self.mode == "diff":
@@ -255,7 +259,42 @@ async def rebuild(
         await client.aclose()
 
 
-async def diff(settings: Settings, spec: RangeSpec) -> ReplayResult:
+class DiscardingWriter:
+    """Outputs of the warm-up: state is what it is for."""
+
+    async def write(self, records: Sequence[OutRecord]) -> None:
+        return None
+
+
+async def _warm_up(
+    consumer: AIOKafkaConsumer,
+    store: StateStore,
+    settings: Settings,
+    ranges: Ranges,
+    warm_from_ms: int | None,
+) -> int:
+    """Build the scratch state from ``[warm_from, range start)`` of each partition (the log
+    start when ``warm_from_ms`` is None), discarding the outputs; returns the records read."""
+    warm: Ranges = {}
+    for tp, (start, _) in ranges.items():
+        first = await log_start(consumer, tp)
+        if warm_from_ms is not None:
+            first = await offset_for_time(consumer, tp, warm_from_ms, first, start)
+        warm[tp] = (first, start)
+    processor = BatchProcessor(
+        store, DiscardingWriter(), _NO_TOPICS, settings.policy, settings.batch_max_bytes
+    )
+    result = ReplayResult("warm-up", warm)
+    await _process(consumer, processor, warm, settings.batch_max, result, False)
+    return result.replayed
+
+
+_NO_TOPICS = OutputTopics("-", "-", "-")
+
+
+async def diff(
+    settings: Settings, spec: RangeSpec, warm: bool = False, warm_from_ms: int | None = None
+) -> ReplayResult:
     scratch = f"{settings.app_id}.diff-{uuid.uuid4().hex[:8]}"
     topics = OutputTopics(
         settings.topic_warehouse, settings.topic_destinations, settings.topic_deadletter
@@ -268,6 +307,8 @@ async def diff(settings: Settings, spec: RangeSpec) -> ReplayResult:
         async with probe_consumer(settings.bootstrap_servers) as consumer:
             ranges = await resolve_ranges(consumer, spec)
             result = ReplayResult("diff", ranges, app_id=scratch)
+            if warm:
+                result.warmed = await _warm_up(consumer, store, settings, ranges, warm_from_ms)
             await _process(consumer, processor, ranges, settings.batch_max, result, True)
         result.dead_letters = writer.dead_letters
         for topic in (topics.warehouse, topics.destinations):
@@ -360,7 +401,15 @@ def run_replay(settings: Settings, args: Any) -> int:
             )
             result = asyncio.run(rebuild(settings, spec, args.app_id, outputs))
         else:
-            result = asyncio.run(diff(settings, spec))
+            warm_from = args.warm_from
+            result = asyncio.run(
+                diff(
+                    settings,
+                    spec,
+                    warm=warm_from is not None,
+                    warm_from_ms=None if warm_from in (None, "start") else parse_time(warm_from),
+                )
+            )
     except (ValueError, LookupError, GroupActiveError) as exc:
         print(f"enricher replay: {exc}", file=sys.stderr)
         return 2

@@ -108,6 +108,28 @@ def test_diff_of_some_partitions_by_offsets(processed: Pipeline) -> None:
     assert orjson.loads(run.stdout)["replayed"] == 0 and run.returncode == 0
 
 
+def test_diff_in_mid_history_compares_like_for_like_after_a_warm_up(processed: Pipeline) -> None:
+    # from offset 3 on, every device was identified earlier (R: userId comes from state)
+    cold = enricher(processed, "replay", "--mode", "diff", "--json", "--from-offset", "3")
+    report = orjson.loads(cold.stdout)
+    assert cold.returncode == 1 and "userId" in report["topics"][0]["fields"]
+    warm = enricher(
+        processed,
+        "replay",
+        "--mode",
+        "diff",
+        "--json",
+        "--from-offset",
+        "3",
+        "--warm-from",
+        "start",
+    )
+    report = orjson.loads(warm.stdout)
+    assert warm.returncode == 0, report
+    assert report["differences"] == 0 and report["warmedUpWith"] > 0
+    assert report["replayed"] + report["warmedUpWith"] == 40
+
+
 def test_rebuild_into_a_new_app_id_and_topics(processed: Pipeline) -> None:
     new_app = f"{processed.app_id}-v2"
     run = enricher(processed, "replay", "--mode", "rebuild", "--app-id", new_app, "--json")

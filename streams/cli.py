@@ -87,6 +87,9 @@ def _add_operations_commands(commands: Any) -> None:
     replay.add_argument("--warehouse", help="rebuild: output topic (default: <warehouse>.<app id>)")
     replay.add_argument("--destinations", help="rebuild: output topic (default: ...<app id>)")
     replay.add_argument("--deadletter", help="rebuild: dead-letter topic (default: ...<app id>)")
+    replay.add_argument(
+        "--resume", action="store_true", help="rebuild: carry on an interrupted rebuild"
+    )
     replay.add_argument("--json", action="store_true", help="print the report as JSON")
 
     load = commands.add_parser(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -64,26 +64,43 @@ class _CountersCollector(Collector):
             yield counter
 
 
-class _PartitionsCollector(Collector):
-    """Consumed position, end offset and lag of each assigned partition."""
+class PartitionOffsetsCollector(Collector):
+    """Consumed position, end offset and lag of each assigned partition, read at scrape
+    time from ``partitions()`` -> (next offset to process, end offset) by (topic, partition).
+    ``prefix`` names the metrics (a sink may use ``enricher_sink``, with ``labels`` such as
+    ``{"sink": "postgres"}``)."""
 
-    def __init__(self, partitions: Callable[[], tuple[Offsets, Offsets]]) -> None:
+    def __init__(
+        self,
+        partitions: Callable[[], tuple[Offsets, Offsets]],
+        prefix: str = "enricher",
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
         self._partitions = partitions
+        self._prefix = prefix
+        self._extra = dict(labels or {})
 
     def collect(self) -> Iterator[Metric]:
         positions, ends = self._partitions()
-        labels = ["topic", "partition"]
+        labels = [*self._extra, "topic", "partition"]
+        fixed = list(self._extra.values())
         position = GaugeMetricFamily(
-            "enricher_consumer_position", "next offset to process, per partition", labels=labels
+            f"{self._prefix}_consumer_position",
+            "next offset to process, per partition",
+            labels=labels,
         )
         end = GaugeMetricFamily(
-            "enricher_consumer_end_offset", "the broker's end offset, per partition", labels=labels
+            f"{self._prefix}_consumer_end_offset",
+            "the broker's end offset, per partition",
+            labels=labels,
         )
         lag = GaugeMetricFamily(
-            "enricher_consumer_lag", "records not yet processed, per partition", labels=labels
+            f"{self._prefix}_consumer_lag",
+            "records not yet processed, per partition",
+            labels=labels,
         )
         for (topic, partition), offset in sorted(positions.items()):
-            tags = [topic, str(partition)]
+            tags = [*fixed, topic, str(partition)]
             position.add_metric(tags, offset)
             if (topic, partition) in ends:
                 end.add_metric(tags, ends[(topic, partition)])
@@ -119,7 +136,7 @@ class WorkerMetrics:
 
     def watch_partitions(self, partitions: Callable[[], tuple[Offsets, Offsets]]) -> None:
         """Export positions and lag from ``partitions()``: (positions, end offsets)."""
-        self.registry.register(_PartitionsCollector(partitions))
+        self.registry.register(PartitionOffsetsCollector(partitions))
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
@@ -130,6 +147,12 @@ class WorkerMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def start_metrics_server(registry: CollectorRegistry, port: int, host: str = "0.0.0.0") -> None:
+    """Serve ``registry`` at ``http://host:port/metrics`` from a thread (for processes
+    without a web server of their own, such as a sink with ``ENRICHER_SINK_METRICS_PORT``)."""
+    start_http_server(port, addr=host, registry=registry)
 
 
 def _labelled(name: str, doc: str, label: str, values: Mapping[str, int]) -> Metric:

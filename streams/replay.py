@@ -217,8 +217,15 @@ async def _delete_keys(client: aioredis.Redis, app_id: str) -> None:
 
 
 async def rebuild(
-    settings: Settings, spec: RangeSpec, app_id: str, outputs: OutputTopics
+    settings: Settings,
+    spec: RangeSpec,
+    app_id: str,
+    outputs: OutputTopics,
+    resume: bool = False,
 ) -> ReplayResult:
+    """``resume``: carry on an interrupted rebuild into the same app id. Safe: state is saved
+    after the outputs were acknowledged and fenced by source offsets (R34), so the records
+    already applied are skipped and the rest produce what they would have."""
     if app_id == settings.app_id:
         raise ValueError("a rebuild needs a new app id (--app-id), not the running one")
     target = settings.with_overrides(
@@ -229,9 +236,10 @@ async def rebuild(
     )
     client = aioredis.from_url(settings.redis_url)
     try:
-        if await _keys_exist(client, app_id):
+        if not resume and await _keys_exist(client, app_id):
             raise ValueError(
-                f"app id {app_id!r} already has state in Redis: a rebuild starts from scratch"
+                f"app id {app_id!r} already has state in Redis: a rebuild starts from scratch "
+                "(--resume carries on an interrupted rebuild into it)"
             )
         writer = BatchWriter(settings.bootstrap_servers)
         writer.partitions = await ensure_topics(target)
@@ -399,7 +407,7 @@ def run_replay(settings: Settings, args: Any) -> int:
                 args.destinations or f"{settings.topic_destinations}.{args.app_id}",
                 args.deadletter or f"{settings.topic_deadletter}.{args.app_id}",
             )
-            result = asyncio.run(rebuild(settings, spec, args.app_id, outputs))
+            result = asyncio.run(rebuild(settings, spec, args.app_id, outputs, args.resume))
         else:
             warm_from = args.warm_from
             result = asyncio.run(

@@ -148,6 +148,12 @@ def test_rebuild_into_a_new_app_id_and_topics(processed: Pipeline) -> None:
     # state from scratch: a second rebuild into the same app id is refused
     again = enricher(processed, "replay", "--mode", "rebuild", "--app-id", new_app)
     assert again.returncode == 2 and "already has state" in again.stderr
+    # resuming (here: after a complete run) applies nothing twice and produces nothing new
+    resumed = enricher(
+        processed, "replay", "--mode", "rebuild", "--app-id", new_app, "--resume", "--json"
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(asyncio.run(read_all(processed.stack, report["outputs"]["warehouse"], 40))) == 40
 
 
 def test_replay_by_time_range(processed: Pipeline) -> None:

@@ -88,3 +88,28 @@ def test_metrics_read_the_counters_at_scrape_time() -> None:
         for labels, value in sample_values(text, "enricher_consumer_position")
     ) == {"0": 90.0, "1": 5.0}
     assert list(sample_values(text, "enricher_batch_size_sum")) == [({}, 4.0)]
+
+
+def test_partition_offsets_can_be_exported_under_a_sinks_name_over_http() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streams.devstack import free_port
+    from streams.metrics import PartitionOffsetsCollector, start_metrics_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(
+        PartitionOffsetsCollector(
+            lambda: ({("events.destinations", 2): 7}, {("events.destinations", 2): 9}),
+            prefix="enricher_sink",
+            labels={"sink": "webhook"},
+        )
+    )
+    port = free_port()
+    start_metrics_server(registry, port, "127.0.0.1")
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+        text = response.read().decode()
+    assert list(sample_values(text, "enricher_sink_consumer_lag")) == [
+        ({"sink": "webhook", "topic": "events.destinations", "partition": "2"}, 2.0)
+    ]

@@ -17,12 +17,14 @@ from mode import ServiceT
 
 from streams.batch import BatchProcessor, OutputTopics
 from streams.consumer import RawConsumer
+from streams.health import HealthChecks, add_health_views
 from streams.keys import KeySpace
 from streams.lookups import Lookups
+from streams.metrics import WorkerMetrics
 from streams.settings import Settings
 from streams.store import StateStore
 from streams.topics import ensure_topics
-from streams.web import add_lookup_views, add_stats_view
+from streams.web import add_lookup_views, add_metrics_view, add_stats_view
 from streams.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ def create_app(settings: Settings) -> EnricherApp:
         producer_acks=-1,
         store="memory://",
         web_port=settings.web_port,
-        web_host="127.0.0.1",
+        web_host=settings.web_host,
         datadir=settings.data_dir or tempfile.mkdtemp(prefix=f"{settings.app_id}-"),
     )
 
@@ -88,8 +90,12 @@ def create_app(settings: Settings) -> EnricherApp:
         store, app.enricher_writer, topics, settings.policy, settings.batch_max_bytes
     )
     app.enricher = processor
-    app.raw_consumer = RawConsumer(settings, processor, loop=app.loop, beacon=app.beacon)
+    metrics = WorkerMetrics(processor.counters)
+    processor.redis_timer = metrics.observe_redis
+    app.raw_consumer = RawConsumer(settings, processor, metrics, loop=app.loop, beacon=app.beacon)
     add_stats_view(app, processor.counters)
+    add_metrics_view(app, metrics)
+    add_health_views(app, HealthChecks(app.raw_consumer, redis_client))
     add_lookup_views(
         app, Lookups(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms)
     )

@@ -42,6 +42,8 @@ from streams.store import DeviceWrite, StateStore, coalesce_profiles
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+_REDIS_OPERATIONS = frozenset({"load", "load profiles", "save"})
+
 
 class RecordWriter(Protocol):
     async def write(self, records: Sequence[OutRecord]) -> None:
@@ -118,6 +120,8 @@ class BatchProcessor:
         self._clock_ms = clock_ms
         self._max_bytes = max_bytes
         self.counters = Counters()
+        self.redis_timer: Callable[[str, float], None] | None = None
+        """Told the duration of each Redis round trip (load, load profiles, save)."""
 
     async def process(self, records: Sequence[InRecord]) -> None:
         """Process one batch completely; returns when its offsets may be committed. A batch
@@ -235,7 +239,18 @@ class BatchProcessor:
             self.counters.already_applied += 1
 
     async def _retrying(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
-        return await until_done(operation, what, self._count_retry)
+        timer = self.redis_timer
+        if timer is None or what not in _REDIS_OPERATIONS:
+            return await until_done(operation, what, self._count_retry)
+
+        async def timed() -> T:
+            started = time.perf_counter()
+            try:
+                return await operation()
+            finally:
+                timer(what, time.perf_counter() - started)
+
+        return await until_done(timed, what, self._count_retry)
 
     def _count_retry(self, what: str) -> None:
         self.counters.retries[what] += 1

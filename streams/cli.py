@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from streams.settings import (
     CONFIG_FILE_VARIABLE,
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "collector", help="serve Segment's Tracking API over HTTP, writing events.raw"
     )
     collector.add_argument("--loglevel", default="info", help="debug, info, warning or error")
-    sink = commands.add_parser("sink", help="destination sinks: run one, list them")
+    sink = commands.add_parser("sink", help="destination sinks: run, list, rewind")
     sink_commands = sink.add_subparsers(dest="sink_command", required=True, metavar="SUBCOMMAND")
     sink_run = sink_commands.add_parser(
         "run", help="run one sink as its own consumer group (until SIGTERM or Ctrl-C)"
@@ -66,7 +67,86 @@ def build_parser() -> argparse.ArgumentParser:
     sink_list = sink_commands.add_parser("list", help="the installed sinks (built-in and plug-in)")
     sink_list.add_argument("-v", "--verbose", action="store_true", help="show their settings")
     sink_commands.add_parser("settings", help="every sink setting name, one a line")
+    add_sink_rewind_parser(sink_commands)
+    _add_operations_commands(commands)
     return parser
+
+
+def _add_range_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="from_time", metavar="TIME", help=_TIME_HELP)
+    parser.add_argument(
+        "--to", dest="to_time", metavar="TIME", help="end (exclusive); " + _TIME_HELP
+    )
+    parser.add_argument(
+        "--from-offset", type=int, metavar="N", help="first offset (each partition)"
+    )
+    parser.add_argument("--to-offset", type=int, metavar="N", help="end offset, exclusive")
+    parser.add_argument("--partitions", metavar="P,P", help="only these partitions")
+
+
+_TIME_HELP = "ISO 8601 (2026-11-29T01:00:00Z), epoch ms, or ago (30m, 2h, 7d)"
+
+
+def _add_operations_commands(commands: Any) -> None:
+    """Replay, import, dead-letter recovery and sink rewind (issue 8)."""
+    replay = commands.add_parser(
+        "replay", help="re-run a range of the raw topic through the rules (rebuild or diff)"
+    )
+    replay.add_argument("--mode", choices=["rebuild", "diff"], required=True)
+    replay.add_argument("--topic", help="the raw topic (default: ENRICHER_TOPIC_RAW)")
+    _add_range_arguments(replay)
+    replay.add_argument(
+        "--warm-from",
+        metavar="TIME|start",
+        help="diff: first build the scratch state from TIME (or the log start) up to the "
+        "range, outputs discarded, so a range in mid-history compares like for like",
+    )
+    replay.add_argument("--app-id", help="rebuild: the new app id (fresh state, new group)")
+    replay.add_argument("--warehouse", help="rebuild: output topic (default: <warehouse>.<app id>)")
+    replay.add_argument("--destinations", help="rebuild: output topic (default: ...<app id>)")
+    replay.add_argument("--deadletter", help="rebuild: dead-letter topic (default: ...<app id>)")
+    replay.add_argument(
+        "--resume", action="store_true", help="rebuild: carry on an interrupted rebuild"
+    )
+    replay.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    load = commands.add_parser(
+        "import", help="produce a JSON Lines file (gzip accepted) of events into the raw topic"
+    )
+    load.add_argument("file", help="a .jsonl or .jsonl.gz file; - for standard input")
+    load.add_argument("--topic", help="the target topic (default: ENRICHER_TOPIC_RAW)")
+
+    deadletter = commands.add_parser("deadletter", help="inspect and requeue dead letters")
+    actions = deadletter.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, text in (
+        ("list", "count the dead letters by code"),
+        ("show", "print dead-letter records as JSON Lines"),
+        ("requeue", "put dead letters' payloads back into the raw topic"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument(
+            "--topic", help="the dead-letter topic (default: ENRICHER_TOPIC_DEADLETTER)"
+        )
+        action.add_argument("--code", action="append", help="only this error code (repeatable)")
+        action.add_argument("--from", dest="from_time", metavar="TIME", help=_TIME_HELP)
+        action.add_argument("--to", dest="to_time", metavar="TIME", help=_TIME_HELP)
+        if name == "show":
+            action.add_argument("--limit", type=int, default=10, help="at most N records")
+        if name == "requeue":
+            action.add_argument(
+                "--file", help="requeue these (edited) dead-letter records, JSON Lines, instead"
+            )
+            action.add_argument("--dry-run", action="store_true", help="count, produce nothing")
+
+
+def add_sink_rewind_parser(sink_actions: Any) -> None:
+    """``enricher sink rewind``: a subcommand of ``enricher sink``, next to run, list, settings."""
+    rewind = sink_actions.add_parser(
+        "rewind", help="re-deliver to one (stopped) sink from a point in time"
+    )
+    rewind.add_argument("name", help="the sink name (its group is <app id>.sink.<name>)")
+    rewind.add_argument("--to", dest="to_time", metavar="TIME", required=True, help=_TIME_HELP)
+    rewind.add_argument("--topic", help="the topic to rewind (default: those the group committed)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,6 +171,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.lookups import run_lookup
 
         return run_lookup(settings, args.kind, args.id)
+    if args.command in ("replay", "import", "deadletter") or (
+        args.command == "sink" and args.sink_command == "rewind"
+    ):
+        from streams.operations import run_operation
+
+        return run_operation(settings, args)
     if args.command == "collector":
         from streams.collector import run_collector
 

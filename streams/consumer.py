@@ -23,6 +23,8 @@ from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStat
 from mode import Service
 
 from streams.batch import BatchProcessor
+from streams.logs import batch_context
+from streams.metrics import Offsets, WorkerMetrics
 from streams.records import InRecord
 from streams.settings import Settings
 
@@ -39,11 +41,23 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("raw partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        self._raw.joined(assigned)
 
 
 class RawConsumer(Service):
-    def __init__(self, settings: Settings, processor: BatchProcessor, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        processor: BatchProcessor,
+        metrics: WorkerMetrics | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self._metrics = metrics
+        self._positions: dict[tuple[str, int], int] = {}  # next offset to process
+        self.assigned: frozenset[tuple[str, int]] | None = None  # None: not in the group yet
+        if metrics is not None:
+            metrics.watch_partitions(self.partition_offsets)
         self._settings = settings
         self._processor = processor
         self._idle = asyncio.Event()
@@ -74,6 +88,24 @@ class RawConsumer(Service):
         await self.commit()
         if self._consumer is not None:
             await self._consumer.stop()
+
+    def joined(self, assigned: Any) -> None:
+        self.assigned = frozenset((tp.topic, tp.partition) for tp in assigned)
+        self._positions = {tp: o for tp, o in self._positions.items() if tp in self.assigned}
+
+    def partition_offsets(self) -> tuple[Offsets, Offsets]:
+        """(next offset to process, broker end offset) of each assigned partition."""
+        ends: dict[tuple[str, int], int] = {}
+        if self._consumer is not None:
+            for topic, partition in self._positions:
+                end = self._consumer.highwater(TopicPartition(topic, partition))
+                if end is not None:
+                    ends[(topic, partition)] = end
+        return dict(self._positions), ends
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        return self._consumer
 
     async def batch_done(self) -> None:
         await self._idle.wait()
@@ -120,15 +152,20 @@ class RawConsumer(Service):
             for tp, messages in fetched.items()
             for m in messages
         ]
+        started = time.perf_counter()
         try:
-            await self._processor.process(records)
+            with batch_context(self._processor.counters.batches + 1, fetched):
+                await self._processor.process(records)
         except Exception as exc:
             # not an outage (those are waited out) but a bug or a misconfiguration: stop the
             # worker without committing, so the batch is redone after the fix
             log.critical("batch failed; stopping the worker: %r", exc, exc_info=True)
             await self.crash(exc)
             raise
+        if self._metrics is not None:
+            self._metrics.observe_batch(len(records), time.perf_counter() - started)
         for tp, messages in fetched.items():
             self._done[tp] = messages[-1].offset + 1
+            self._positions[(tp.topic, tp.partition)] = messages[-1].offset + 1
         if time.monotonic() - self._committed_at >= self._settings.commit_interval:
             await self.commit()

@@ -114,6 +114,13 @@ def _cookie_name(value: str) -> str:
     return value
 
 
+def _log_format(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError("text or json")
+    return value
+
+
 def _setting(env: str, parse: Callable[[str], Any], default: Any, help: str) -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "help": help})
 
@@ -260,6 +267,15 @@ class Settings:
         _positive_float,
         10.0,
         "seconds the collector waits for the broker's acknowledgement before answering 503",
+    )
+    log_format: str = _setting(
+        "ENRICHER_LOG_FORMAT", _log_format, "text", "text, or json: one JSON object per line"
+    )
+    web_host: str = _setting(
+        "ENRICHER_WEB_HOST",
+        _text,
+        "127.0.0.1",
+        "address the web server binds (0.0.0.0 in containers, for probes and scrapes)",
     )
 
     @property

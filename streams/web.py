@@ -11,6 +11,7 @@ from faust.web import Request, Response, View
 
 from streams.batch import Counters
 from streams.lookups import Lookups, not_found
+from streams.metrics import CONTENT_TYPE, WorkerMetrics
 
 _ANY = r"{key:[\s\S]+}"  # any characters, newlines included
 ROUTES = {"device": f"/devices/{_ANY}", "user": f"/users/{_ANY}", "group": f"/groups/{_ANY}"}
@@ -28,6 +29,15 @@ def add_stats_view(app: faust.App, counters: Counters) -> None:
         return view.json(counters.as_json())
 
     app.page("/stats", name="stats")(type("Stats", (View,), {"get": get}))
+
+
+def add_metrics_view(app: faust.App, metrics: WorkerMetrics) -> None:
+    """``GET /metrics``: the Prometheus text format."""
+
+    async def get(view: View, request: Request, **_: Any) -> Response:
+        return view.bytes(metrics.exposition(), content_type=CONTENT_TYPE)
+
+    app.page("/metrics", name="metrics")(type("Metrics", (View,), {"get": get}))
 
 
 def _view(kind: str, lookups: Lookups) -> type[View]:

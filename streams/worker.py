@@ -5,11 +5,17 @@ from __future__ import annotations
 import faust
 
 from streams.app import create_app
+from streams.logs import logging_config
 from streams.settings import Settings
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run until stopped (SIGTERM or Ctrl-C); exits the process as Faust workers do."""
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker = faust.Worker(
+        app,
+        loglevel=loglevel,
+        quiet=True,
+        logging_config=logging_config(settings.log_format, loglevel),
+    )
     worker.execute_from_commandline()

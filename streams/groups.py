@@ -1,0 +1,84 @@
+"""Consumer groups seen from outside: their members, their committed offsets, and committing
+offsets for a group that is not running (a rewind, or the hand-over after a rebuild)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import OffsetAndMetadata
+
+
+class GroupActiveError(RuntimeError):
+    """The group has members: its offsets are theirs to commit."""
+
+
+async def group_members(bootstrap_servers: str, group_id: str) -> list[str]:
+    """The client ids of the group's current members (empty when nobody runs in it)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_consumer_groups([group_id])
+    finally:
+        await admin.close()
+    members: list[str] = []
+    for response in described:
+        for group in response.groups:
+            # (error_code, group_id, state, protocol_type, protocol, members, ...)
+            for member in group[5]:
+                members.append(f"{member[1]}@{member[2]}")  # client id @ host
+    return members
+
+
+async def committed_offsets(
+    bootstrap_servers: str, group_id: str, topics: Iterable[str] | None = None
+) -> dict[TopicPartition, int]:
+    """Every offset the group has committed (on ``topics``, default: every topic).
+
+    Asked partition by partition through a consumer of the group (the admin client's
+    OffsetFetch is not understood by every Kafka-compatible broker, the embedded one among
+    them)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        names = sorted(await consumer.topics()) if topics is None else list(topics)
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in names
+            if not topic.startswith("__")
+            for partition in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
+        found = await asyncio.gather(*(consumer.committed(tp) for tp in partitions))
+    finally:
+        await consumer.stop()
+    return {
+        tp: offset
+        for tp, offset in zip(partitions, found, strict=True)
+        if offset is not None and offset >= 0
+    }
+
+
+async def commit_offsets(
+    bootstrap_servers: str, group_id: str, offsets: Mapping[TopicPartition, int]
+) -> None:
+    """Commit ``offsets`` for ``group_id``, which must have no members
+    (raises :class:`GroupActiveError` naming them)."""
+    members = await group_members(bootstrap_servers, group_id)
+    if members:
+        raise GroupActiveError(
+            f"consumer group {group_id!r} has {len(members)} active member(s) "
+            f"({', '.join(members)}); stop them first"
+        )
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(sorted(offsets))
+        await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+    finally:
+        await consumer.stop()

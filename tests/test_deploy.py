@@ -97,7 +97,7 @@ def test_kustomizations_name_existing_files_and_resources(kustomization: Path) -
         assert (target["kind"], target["metadata"]["name"]) in base_names
 
 
-def test_base_runs_a_worker_and_one_deployment_per_sink_with_probes() -> None:
+def test_base_runs_a_worker_a_collector_and_one_deployment_per_sink_with_probes() -> None:
     deployments = {
         d["metadata"]["name"]: d
         for p in (K8S / "base").glob("*.yaml")
@@ -110,6 +110,10 @@ def test_base_runs_a_worker_and_one_deployment_per_sink_with_probes() -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert worker["terminationGracePeriodSeconds"] >= 60
+    collector = deployments.pop("enricher-collector")["spec"]["template"]["spec"]
+    probes = collector["containers"][0]
+    assert probes["args"] == ["collector"]
+    assert probes["readinessProbe"]["httpGet"]["path"] == "/health"
     sinks = {
         d["spec"]["template"]["spec"]["containers"][0]["args"][2] for d in deployments.values()
     }

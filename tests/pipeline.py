@@ -54,6 +54,11 @@ class Pipeline:
     def topic(self, role: str) -> str:
         return f"events.{role}.{self.name}"
 
+    @property
+    def redis_url(self) -> str:
+        """The Redis (or ``redis+cluster://`` Redis Cluster) the workers keep state in."""
+        return self.extra_env.get("ENRICHER_REDIS_URL", self.stack.redis_url)
+
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENRICHER_")}
         env.update(

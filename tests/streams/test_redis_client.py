@@ -1,0 +1,47 @@
+"""ENRICHER_REDIS_URL names one Redis or a Redis Cluster (``redis+cluster://``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio.cluster import RedisCluster
+
+from streams.redis_client import cluster_seeds, connect, is_cluster
+from streams.settings import Settings
+
+
+def test_a_cluster_url_is_a_valid_setting() -> None:
+    url = "redis+cluster://10.0.0.1:7000,10.0.0.2:7000"
+    assert Settings.load(environ={"ENRICHER_REDIS_URL": url}).redis_url == url
+
+
+def test_cluster_url_names_its_seed_nodes() -> None:
+    assert cluster_seeds("redis+cluster://user:pw@a:7000, b:7001,[::1]:7002/0") == [
+        ("a", 7000),
+        ("b", 7001),
+        ("::1", 7002),
+    ]
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        cluster_seeds("redis+cluster://a")
+
+
+def test_credentials_in_a_cluster_url_reach_the_connections() -> None:
+    client = connect("rediss+cluster://alice:s%40cret@a:7000")
+    assert isinstance(client, RedisCluster)
+    kwargs = client.connection_kwargs
+    assert (kwargs["username"], kwargs["password"]) == ("alice", "s@cret")
+    assert kwargs["connection_class"].__name__ == "SSLConnection"
+
+
+def test_the_client_follows_the_url(redis_url: str) -> None:
+    async def roundtrip() -> tuple[bool, object]:
+        client = connect(redis_url)
+        try:
+            return is_cluster(client), await client.ping()
+        finally:
+            await client.aclose()
+
+    cluster, pong = asyncio.run(roundtrip())
+    assert cluster == redis_url.startswith("redis+cluster://")
+    assert pong is True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -142,6 +143,13 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def assignments(self) -> list[set[int]]:
+        """The raw partitions this worker was given, one set per rebalance, in order."""
+        return [
+            {int(p) for p in re.findall(r"\d+", found)}
+            for found in re.findall(r"raw partitions assigned: \[([\d, ]*)\]", self.log())
+        ]
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

@@ -1,7 +1,7 @@
 """Every conformance scenario through the running worker (SPEC R1-R24, R26, R33): all calls
 produced to the raw topic, each device under its own record key, outputs read back from the
-warehouse topic and judged by the same labelling rule as the pure-core test. Once with state on a single Redis,
-once on a three-master Redis Cluster."""
+warehouse topic and judged by the same labelling rule as the pure-core test. Once with state
+on a single Redis, once on a three-master Redis Cluster."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
-from redis.exceptions import BusyLoadingError, TryAgainError
+from redis.exceptions import BusyLoadingError, ClusterDownError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -32,6 +32,7 @@ def is_transient(exc: BaseException) -> bool:
         | RedisTimeoutError
         | BusyLoadingError
         | TryAgainError
+        | ClusterDownError  # Redis Cluster during a failover (CLUSTERDOWN, MASTERDOWN)
         | ConnectionError
         | TimeoutError,
     )

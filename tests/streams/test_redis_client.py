@@ -6,8 +6,10 @@ import asyncio
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ClusterDownError, MasterDownError, ResponseError
 
 from streams.redis_client import cluster_seeds, connect, is_cluster
+from streams.retry import is_transient
 from streams.settings import Settings
 
 
@@ -45,3 +47,9 @@ def test_the_client_follows_the_url(redis_url: str) -> None:
     cluster, pong = asyncio.run(roundtrip())
     assert cluster == redis_url.startswith("redis+cluster://")
     assert pong is True
+
+
+def test_a_cluster_failover_is_waited_out_not_a_crash() -> None:
+    assert is_transient(ClusterDownError("CLUSTERDOWN The cluster is down"))
+    assert is_transient(MasterDownError("MASTERDOWN Link with MASTER is down"))
+    assert not is_transient(ResponseError("CROSSSLOT Keys in request don't hash to the same slot"))

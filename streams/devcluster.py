@@ -53,6 +53,11 @@ class DevCluster:
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"{HOST}:{port}" for port in self.ports)
 
+    @property
+    def pids(self) -> list[int]:
+        """The redis-server processes (tests freeze and thaw them)."""
+        return [process.pid for process in self._processes]
+
     def start(self) -> DevCluster:
         self.workdir = self._workdir_arg or Path(tempfile.mkdtemp(prefix="enricher-cluster-"))
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,13 @@ import asyncio
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ClusterDownError, MasterDownError, ResponseError
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    RedisClusterException,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from streams.redis_client import cluster_seeds, connect, is_cluster
 from streams.retry import is_transient
@@ -53,3 +59,14 @@ def test_a_cluster_failover_is_waited_out_not_a_crash() -> None:
     assert is_transient(ClusterDownError("CLUSTERDOWN The cluster is down"))
     assert is_transient(MasterDownError("MASTERDOWN Link with MASTER is down"))
     assert not is_transient(ResponseError("CROSSSLOT Keys in request don't hash to the same slot"))
+
+
+def test_an_unreachable_cluster_is_waited_out_not_a_crash() -> None:
+    try:
+        try:
+            raise RedisConnectionError("Connection refused")
+        except RedisConnectionError as cause:
+            raise RedisClusterException("Redis Cluster cannot be connected") from cause
+    except RedisClusterException as wrapped:
+        assert is_transient(wrapped)
+    assert not is_transient(RedisClusterException("Keys in request don't hash to the same slot"))

@@ -119,12 +119,13 @@ class StateStore:
         single Redis; on a cluster one MGET per slot, sent as one pipeline per node."""
         if not device_keys:
             return {}
-        by_slot: dict[int, list[str]] = defaultdict(list)
-        for key in dict.fromkeys(device_keys):
-            by_slot[self._slot(self._keys.device(key))].append(key)
+        by_slot: dict[int, dict[str, str]] = defaultdict(dict)  # device key -> Redis key
+        for key in device_keys:
+            redis_key = self._keys.device(key)
+            by_slot[self._slot(redis_key)][key] = redis_key
         async with self._client.pipeline(transaction=False) as pipe:
             for keys in by_slot.values():
-                pipe.execute_command("MGET", *[self._keys.device(key) for key in keys])
+                pipe.execute_command("MGET", *keys.values())
             replies = cast(list[list[bytes | None]], await pipe.execute())
         return {
             key: decode_device(record)

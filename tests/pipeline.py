@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,17 @@ class WorkerProcess:
             {int(p) for p in re.findall(r"\d+", found)}
             for found in re.findall(r"raw partitions assigned: \[([\d, ]*)\]", self.log())
         ]
+
+    def wait_assigned(self, wanted: Callable[[set[int]], bool], timeout: float = 60.0) -> None:
+        """Until the worker's latest raw-partition assignment satisfies ``wanted``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            latest = self.assignments()
+            if latest and wanted(latest[-1]):
+                return
+            assert self.process.poll() is None, self.log()[-3000:]
+            time.sleep(0.2)
+        raise AssertionError(f"assignments {self.assignments()} after {timeout}s")
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

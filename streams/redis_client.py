@@ -65,3 +65,26 @@ def connect(url: str, **options: Any) -> RedisClient:
 
 def is_cluster(client: RedisClient) -> bool:
     return isinstance(client, RedisCluster)
+
+
+def cluster_answers(url: str, timeout: float = 1.0) -> bool:
+    """Whether the Redis Cluster of a ``redis+cluster://`` URL answers PING through any of
+    its seed nodes (synchronous, for the development stack's checks)."""
+    from redis.cluster import RedisCluster as SyncRedisCluster
+    from redis.exceptions import RedisClusterException, RedisError
+
+    for host, port in cluster_seeds(url):
+        try:
+            client = SyncRedisCluster(
+                host=host, port=port, socket_connect_timeout=timeout, socket_timeout=timeout
+            )
+        except (RedisError, RedisClusterException, OSError):
+            continue
+        try:
+            if client.ping():
+                return True
+        except (RedisError, RedisClusterException, OSError):
+            pass
+        finally:
+            client.close()
+    return False

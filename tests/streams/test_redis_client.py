@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
@@ -14,7 +15,9 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from streams.redis_client import cluster_seeds, connect, is_cluster
+from streams.devcluster import DevCluster
+from streams.devstack import DevStack
+from streams.redis_client import cluster_answers, cluster_seeds, connect, is_cluster
 from streams.retry import is_transient
 from streams.settings import Settings
 
@@ -70,3 +73,16 @@ def test_an_unreachable_cluster_is_waited_out_not_a_crash() -> None:
     except RedisClusterException as wrapped:
         assert is_transient(wrapped)
     assert not is_transient(RedisClusterException("Keys in request don't hash to the same slot"))
+
+
+def test_the_development_stack_uses_a_given_cluster(redis_cluster: str) -> None:
+    """``make run`` / ``enricher demo`` with a cluster URL keep state in that cluster."""
+    assert cluster_answers(redis_cluster)
+    with DevStack(redis_url=redis_cluster) as endpoints:
+        assert endpoints.redis_url == redis_cluster
+
+
+def test_a_cluster_that_is_not_there_does_not_answer(tmp_path: Path) -> None:
+    with DevCluster(tmp_path) as cluster:
+        url = cluster.url
+    assert not cluster_answers(url, timeout=0.5)

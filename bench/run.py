@@ -4,7 +4,10 @@
 the full rules, and (3) again with two worker processes; each against freshly created
 topics holding the same generated workload. Then end-to-end latency at half of (3)'s
 measured throughput, Redis commands per event, peak RSS per process and Redis memory per
-device. Writes bench/results/bench.json and bench/results/bench.png."""
+device. Then the scaling table: 1, 2 and 4 worker processes on 16 partitions, with state on a
+single Redis and on a local three-master Redis Cluster. Writes bench/results/bench.json and
+bench/results/bench.png. ``BENCH_PARTS=scaling`` runs only the scaling table and updates that
+part of an existing bench.json."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.workload import raw_events
+from streams.devcluster import DevCluster
 from streams.devstack import DevStack, StackEndpoints, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -35,6 +39,10 @@ EVENTS = int(os.environ.get("BENCH_EVENTS", "60000"))
 DEVICES = int(os.environ.get("BENCH_DEVICES", "20000"))
 PARTITIONS = 8
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
+SCALING_PARTITIONS = 16
+SCALING_WORKERS = (1, 2, 4)
+SCALING_RUNS = int(os.environ.get("BENCH_SCALING_RUNS", "2"))
+PARTS = os.environ.get("BENCH_PARTS", "all")
 
 
 @dataclass
@@ -63,12 +71,12 @@ class Topics:
         return cls(f"raw.{tag}", f"warehouse.{tag}", f"destinations.{tag}", f"dead.{tag}")
 
 
-async def create_topics(bootstrap: str, topics: Topics) -> None:
+async def create_topics(bootstrap: str, topics: Topics, partitions: int = PARTITIONS) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         names = [topics.raw, topics.out1, topics.out2, topics.deadletter]
-        await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
+        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
     finally:
         await admin.close()
 
@@ -91,13 +99,14 @@ async def drain(
     expected: int,
     timeout: float,
     processes: list[subprocess.Popen[bytes]] | None = None,
+    partition_count: int = PARTITIONS,
 ) -> list[tuple[int, bytes]]:
     """(timestamp, value) of every record of ``topic`` until ``expected`` arrived."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_bytes=64 * 1024 * 1024)
     await consumer.start()
     records: list[tuple[int, bytes]] = []
     try:
-        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        partitions = [TopicPartition(topic, p) for p in range(partition_count)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         deadline = time.monotonic() + timeout
@@ -162,10 +171,12 @@ class Bench:
         )
         return process, log
 
-    def enricher_env(self, topics: Topics, app_id: str) -> dict[str, str]:
+    def enricher_env(
+        self, topics: Topics, app_id: str, redis_url: str | None = None
+    ) -> dict[str, str]:
         return {
             "ENRICHER_BROKER": self.stack.broker_url,
-            "ENRICHER_REDIS_URL": self.stack.redis_url,
+            "ENRICHER_REDIS_URL": redis_url or self.stack.redis_url,
             "ENRICHER_APP_ID": app_id,
             "ENRICHER_TOPIC_RAW": topics.raw,
             "ENRICHER_TOPIC_WAREHOUSE": topics.out1,
@@ -261,6 +272,83 @@ class Bench:
         )
         return run
 
+    def scaling(self, backend: str, redis_url: str, processes: int) -> dict[str, Any]:
+        """Steady throughput of ``processes`` workers sharing 16 partitions: the workers are
+        started and the group settled first, then the workload is produced; the rate counts
+        the warehouse records written from when the producer finished (it would otherwise
+        compete for the same two cores) or the first one came out, whichever is later,
+        until the last one."""
+        topics = Topics.fresh(f"scale-{backend}-{processes}")
+        asyncio.run(create_topics(self.stack.bootstrap, topics, SCALING_PARTITIONS))
+        group = f"scale-{uuid.uuid4().hex[:6]}"
+        env = {
+            **self.enricher_env(topics, group, redis_url),
+            "ENRICHER_TOPIC_PARTITIONS": str(SCALING_PARTITIONS),
+        }
+        started = []
+        for n in range(processes):
+            env["ENRICHER_WEB_PORT"] = str(free_port())
+            argv = [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"]
+            started.append(self.start(f"scale-{backend}-{processes}-{n}", argv, dict(env)))
+        try:
+            self._settled(started, SCALING_PARTITIONS)
+            asyncio.run(produce(self.stack.bootstrap, topics.raw, self.workload))
+            produced_ms = int(time.time() * 1000)
+            records = asyncio.run(
+                drain(
+                    self.stack.bootstrap,
+                    topics.out1,
+                    self.messages,
+                    900,
+                    [p for p, _ in started],
+                    SCALING_PARTITIONS,
+                )
+            )
+        finally:
+            for process, _ in started:
+                process.send_signal(signal.SIGTERM)
+            for process, _ in started:
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        stamps = sorted(ts for ts, _ in records)
+        # from the later of: the producer finished, the first message out
+        start = max(produced_ms, stamps[0])
+        after = [ts for ts in stamps if ts >= start]
+        steady_seconds = (stamps[-1] - start) / 1000
+        row = {
+            "backend": backend,
+            "workers": processes,
+            "partitions": SCALING_PARTITIONS,
+            "events": EVENTS,
+            "events_per_second": round(len(after) / steady_seconds) if steady_seconds > 0 else 0,
+            "backlog_at_measure_start": len(after),
+            "whole_run_events_per_second": round(len(stamps) / ((stamps[-1] - stamps[0]) / 1000)),
+        }
+        print(
+            f"scaling {backend:<8} {processes} worker(s): {row['events_per_second']:>8} events/s "
+            f"(steady, over {len(after)} messages; whole run {row['whole_run_events_per_second']})",
+            flush=True,
+        )
+        return row
+
+    def _settled(self, started: list[tuple[subprocess.Popen[bytes], Path]], total: int) -> None:
+        """Until every worker is ready and their latest assignments cover all partitions."""
+        deadline = time.monotonic() + 120
+        pattern = re.compile(r"raw partitions assigned: \[([\d, ]*)\]")
+        while time.monotonic() < deadline:
+            latest = []
+            for process, log in started:
+                if process.poll() is not None:
+                    raise SystemExit(f"{process.args!r} exited:\n{log.read_text()[-3000:]}")
+                found = pattern.findall(log.read_text(errors="replace"))
+                latest.append(re.findall(r"\d+", found[-1]) if found else [])
+            if all(latest) and sorted(int(p) for ps in latest for p in ps) == list(range(total)):
+                return
+            time.sleep(0.2)
+        raise SystemExit("the workers did not settle on the partitions in 120 s")
+
     def latency(self, rate: float) -> dict[str, float]:
         """p50/p99 from raw record timestamp to warehouse record timestamp at ``rate``."""
         topics = Topics.fresh("latency")
@@ -351,9 +439,38 @@ def chart(runs: list[Run], path: Path) -> None:
     figure.savefig(path)
 
 
+def scaling_table(bench: Bench, workdir: Path) -> list[dict[str, Any]]:
+    """1, 2 and 4 workers on 16 partitions; single Redis, then a local Redis Cluster. Each
+    row is the best of ``BENCH_SCALING_RUNS`` rounds (other load on a shared machine only
+    ever slows a run down); every round's rate is kept in the row."""
+    with DevCluster(workdir / "redis-cluster") as cluster:
+        backends = {"single": bench.stack.redis_url, "cluster": cluster.url}
+        rounds: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for _ in range(SCALING_RUNS):  # rounds interleaved, so a busy minute hits one row
+            for backend, url in backends.items():
+                for workers in SCALING_WORKERS:
+                    rounds.setdefault((backend, workers), []).append(
+                        bench.scaling(backend, url, workers)
+                    )
+    rows = []
+    for runs in rounds.values():
+        best = max(runs, key=lambda row: int(row["events_per_second"]))
+        rows.append({**best, "rounds": [row["events_per_second"] for row in runs]})
+    return rows
+
+
 def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="enricher-bench-"))
+    if PARTS == "scaling":
+        with DevStack(redis_url=None, workdir=workdir) as stack:
+            rows = scaling_table(Bench(stack, workdir), workdir)
+        path = RESULTS / "bench.json"
+        existing: dict[str, Any] = orjson.loads(path.read_bytes()) if path.exists() else {}
+        existing["scaling"] = scaling_results(rows)
+        path.write_bytes(orjson.dumps(existing, option=orjson.OPT_INDENT_2))
+        print(f"updated the scaling table of {path}")
+        return 0
     with DevStack(redis_url=None, workdir=workdir) as stack:
         bench = Bench(stack, workdir)
         print(
@@ -374,6 +491,7 @@ def main() -> int:
         )
         plain, naive, enricher = runs[0], runs[1], runs[2]
         latency = bench.latency(enricher.events_per_second / 2)
+        rows = scaling_table(bench, workdir)
     results: dict[str, Any] = {
         "events": EVENTS,
         "devices": DEVICES,
@@ -385,6 +503,7 @@ def main() -> int:
         },
         "latency_at_half_throughput": latency,
         "redis_memory": memory,
+        "scaling": scaling_results(rows),
         "machine": {"cores": os.cpu_count()},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -392,12 +511,26 @@ def main() -> int:
     chart(runs, RESULTS / "bench.png")
     print(
         orjson.dumps(
-            {k: results[k] for k in ("ratios", "latency_at_half_throughput", "redis_memory")},
+            {
+                k: results[k]
+                for k in ("ratios", "latency_at_half_throughput", "redis_memory", "scaling")
+            },
             option=orjson.OPT_INDENT_2,
         ).decode()
     )
     print(f"wrote {RESULTS / 'bench.json'} and {RESULTS / 'bench.png'}")
     return 0
+
+
+def scaling_results(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "events": EVENTS,
+        "devices": DEVICES,
+        "partitions": SCALING_PARTITIONS,
+        "cores": os.cpu_count(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rows": rows,
+    }
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import faust
-import redis.asyncio as aioredis
 from mode import ServiceT
 
 from streams.batch import BatchProcessor, OutputTopics
@@ -21,6 +20,7 @@ from streams.health import HealthChecks, add_health_views
 from streams.keys import KeySpace
 from streams.lookups import Lookups
 from streams.metrics import WorkerMetrics
+from streams.redis_client import connect
 from streams.settings import Settings
 from streams.store import StateStore
 from streams.topics import ensure_topics
@@ -83,7 +83,7 @@ def create_app(settings: Settings) -> EnricherApp:
     topics = OutputTopics(
         settings.topic_warehouse, settings.topic_destinations, settings.topic_deadletter
     )
-    redis_client = aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    redis_client = connect(settings.redis_url)  # one Redis or a Redis Cluster, by URL
     store = StateStore(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms)
     app.enricher_writer = BatchWriter(settings.bootstrap_servers)
     processor = BatchProcessor(

@@ -81,6 +81,10 @@ def _tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
 def _redis_ping(url: str, timeout: float = 1.0) -> bool:
     import redis
 
+    from streams.redis_client import cluster_answers, is_cluster_url
+
+    if is_cluster_url(url):  # a Redis Cluster is used as given, never replaced
+        return cluster_answers(url, timeout)
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         return bool(client.ping())

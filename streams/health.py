@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import faust
-import redis.asyncio as aioredis
 from faust.web import Request, Response, View
 
 from streams.consumer import RawConsumer
+from streams.redis_client import RedisClient
 
 STALL_SECONDS: Final = 15.0
 CHECK_TIMEOUT_SECONDS: Final = 2.0
@@ -36,7 +36,7 @@ class Heartbeat:
 
 
 class HealthChecks:
-    def __init__(self, raw: RawConsumer, redis_client: aioredis.Redis) -> None:
+    def __init__(self, raw: RawConsumer, redis_client: RedisClient) -> None:
         self._raw = raw
         self._redis = redis_client
         self.heartbeat = Heartbeat()

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
 from enrichers.timestamps import format_iso_ms
 from enrichers.values import visible
 from streams.keys import KeySpace
+from streams.redis_client import RedisClient, connect
 from streams.settings import Settings
 from streams.store import StateStore, decode_traits
 
@@ -24,7 +24,7 @@ Document = dict[str, Any]
 class Lookups:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         keys: KeySpace,
         device_ttl_ms: int,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
@@ -104,7 +104,7 @@ def run_lookup(settings: Settings, kind: str, identifier: str) -> int:
     """``enricher lookup KIND ID``: the JSON document, or a JSON error and exit status 1."""
 
     async def find() -> Document | None:
-        client = aioredis.from_url(settings.redis_url, socket_connect_timeout=5)
+        client = connect(settings.redis_url)
         try:
             keys = KeySpace(settings.app_id)
             return await Lookups(client, keys, settings.policy.device_ttl_ms).find(kind, identifier)

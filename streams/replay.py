@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.batch import BatchProcessor, OutputTopics
@@ -42,6 +41,7 @@ from streams.offsets import (
 )
 from streams.progress import progress_bar
 from streams.records import InRecord, OutRecord
+from streams.redis_client import RedisClient, connect
 from streams.settings import Settings
 from streams.store import StateStore
 from streams.topics import ensure_topics
@@ -199,13 +199,13 @@ async def _process(
             bar.advance(len(records))
 
 
-async def _keys_exist(client: aioredis.Redis, app_id: str) -> bool:
+async def _keys_exist(client: RedisClient, app_id: str) -> bool:
     async for _ in client.scan_iter(match=f"{app_id}:*", count=1000):
         return True
     return False
 
 
-async def _delete_keys(client: aioredis.Redis, app_id: str) -> None:
+async def _delete_keys(client: RedisClient, app_id: str) -> None:
     batch: list[Any] = []
     async for key in client.scan_iter(match=f"{app_id}:*", count=1000):
         batch.append(key)
@@ -234,7 +234,7 @@ async def rebuild(
         topic_destinations=outputs.destinations,
         topic_deadletter=outputs.deadletter,
     )
-    client = aioredis.from_url(settings.redis_url)
+    client = connect(settings.redis_url)
     try:
         if not resume and await _keys_exist(client, app_id):
             raise ValueError(
@@ -308,7 +308,7 @@ async def diff(
         settings.topic_warehouse, settings.topic_destinations, settings.topic_deadletter
     )
     writer = CollectingWriter(topics)
-    client = aioredis.from_url(settings.redis_url)
+    client = connect(settings.redis_url)
     try:
         store = StateStore(client, KeySpace(scratch), settings.policy.device_ttl_ms)
         processor = BatchProcessor(store, writer, topics, settings.policy, settings.batch_max_bytes)

@@ -9,7 +9,13 @@ from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
-from redis.exceptions import BusyLoadingError, TryAgainError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -26,12 +32,18 @@ def is_transient(exc: BaseException) -> bool:
     misconfiguration and stops the worker (without committing)."""
     if isinstance(exc, KafkaError):
         return bool(exc.retriable) or isinstance(exc, KafkaConnectionError | KafkaTimeoutError)
+    if isinstance(exc, RedisClusterException):
+        # redis-py's cluster client wraps "no node reachable" (after its own retries) in
+        # RedisClusterException, with the connection error as the cause
+        cause = exc.__cause__
+        return isinstance(exc, SlotNotCoveredError) or (cause is not None and is_transient(cause))
     return isinstance(
         exc,
         RedisConnectionError
         | RedisTimeoutError
         | BusyLoadingError
         | TryAgainError
+        | ClusterDownError  # Redis Cluster during a failover (CLUSTERDOWN, MASTERDOWN)
         | ConnectionError
         | TimeoutError,
     )

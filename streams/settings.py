@@ -36,8 +36,11 @@ def _broker(value: str) -> str:
 
 def _redis_url(value: str) -> str:
     value = value.strip()
-    if not re.match(r"^(redis|rediss|unix)://", value):
-        raise ValueError("expected redis://HOST:PORT/DB, rediss://... or unix://PATH")
+    if not re.match(r"^(redis|rediss|unix|redis\+cluster|rediss\+cluster)://", value):
+        raise ValueError(
+            "expected redis://HOST:PORT/DB, rediss://..., unix://PATH, or "
+            "redis+cluster://HOST:PORT[,HOST:PORT...] for Redis Cluster"
+        )
     return value
 
 

@@ -1,25 +1,33 @@
-"""Device state and profiles in Redis: one command to load a batch's devices, one script call
-to save them and one to merge the batch's profile updates, whatever the batch size.
+"""Device state and profiles in Redis or Redis Cluster: one round trip per Redis server to
+load a batch's devices, one to save them and merge the batch's profile updates, whatever the
+batch size.
 
 A device record is one string: ``<stream>=<offset>;...`` (the last offset applied from each
-source partition, the fence of SPEC R34), a newline, and the state JSON. Loading is an MGET;
+source partition, the fence of SPEC R34), a newline, and the state JSON. Loading is MGET;
 saving is ``save_devices.lua``, which refuses a record whose stored fence is at or beyond the
-batch's offsets."""
+batch's offsets; profiles are merged by ``merge_profiles.lua``.
+
+Every script call and every MGET touches keys of one hash slot only (keys.py puts a device's
+record, and each profile's keys, under one hash tag). On a single Redis the whole batch is one
+call of each script; on Redis Cluster the batch is split into one call per slot, and redis-py's
+cluster pipeline sends each node its share in one write (round trips per node, not per key)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Final, cast
 
 import orjson
-import redis.asyncio as aioredis
+from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
 from enrichers import DeviceState, GroupProfileUpdate, UserProfileUpdate
 from enrichers.policy import DAY_MS
 from streams.keys import KeySpace
+from streams.redis_client import RedisClient, is_cluster
 
 ANONYMOUS_IDS_PER_USER: Final = 50
 EXPIRY_MARGIN_MS: Final = 30 * DAY_MS
@@ -85,11 +93,17 @@ def coalesce_profiles(
 class StateStore:
     """The Redis side of the worker. Methods raise redis errors; the caller retries."""
 
-    def __init__(self, client: aioredis.Redis, keys: KeySpace, device_ttl_ms: int) -> None:
+    def __init__(self, client: RedisClient, keys: KeySpace, device_ttl_ms: int) -> None:
         self._client = client
         self._keys = keys
         self._expiry_ms = device_ttl_ms + EXPIRY_MARGIN_MS
         self._shas: dict[str, str] = {}
+        self._cluster = is_cluster(client)
+
+    def _slot(self, key: str) -> int:
+        """The hash slot of ``key`` on a cluster; 0 for every key on a single Redis (where
+        the whole batch is one command)."""
+        return key_slot(key.encode()) if self._cluster else 0
 
     @property
     def keys(self) -> KeySpace:
@@ -101,16 +115,22 @@ class StateStore:
             self._shas[name] = await self._client.script_load(_script(name))
 
     async def load_devices(self, device_keys: Sequence[str]) -> dict[str, DeviceState]:
-        """The stored state of each device (absent devices are left out): one MGET."""
+        """The stored state of each device (absent devices are left out): one MGET on a
+        single Redis; on a cluster one MGET per slot, sent as one pipeline per node."""
         if not device_keys:
             return {}
-        records = cast(
-            list[bytes | None],
-            await self._client.mget([self._keys.device(key) for key in device_keys]),
-        )
+        by_slot: dict[int, dict[str, str]] = defaultdict(dict)  # device key -> Redis key
+        for key in device_keys:
+            redis_key = self._keys.device(key)
+            by_slot[self._slot(redis_key)][key] = redis_key
+        async with self._client.pipeline(transaction=False) as pipe:
+            for keys in by_slot.values():
+                pipe.execute_command("MGET", *keys.values())
+            replies = cast(list[list[bytes | None]], await pipe.execute())
         return {
             key: decode_device(record)
-            for key, record in zip(device_keys, records, strict=True)
+            for keys, records in zip(by_slot.values(), replies, strict=True)
+            for key, record in zip(keys, records, strict=True)
             if record is not None
         }
 
@@ -136,52 +156,67 @@ class StateStore:
         users: Mapping[str, ProfileMerge],
         groups: Mapping[str, ProfileMerge],
     ) -> int:
-        """Merge profiles, then write devices (one script call each, one round trip).
+        """Merge profiles, then write devices (one script call per hash slot: a single call
+        of each script on a single Redis; one round trip per Redis server).
         ``advanced`` names, per device, the source offsets this batch applied (the fence).
         Returns how many device writes the fence refused."""
-        profile_keys: list[str] = []
-        profile_args: list[Any] = [ANONYMOUS_IDS_PER_USER]
+        calls: list[_ScriptCall] = []
+        profiles: dict[int, _ScriptCall] = {}
         for keys, merges in ((self._keys.user, users), (self._keys.group, groups)):
             for identifier, merge in merges.items():
-                profile_keys += keys(identifier)
-                profile_args += merge.script_args()
-        device_keys: list[str] = []
-        device_args: list[Any] = [self._expiry_ms]
+                profile_keys = keys(identifier)
+                call = profiles.get(slot := self._slot(profile_keys[0]))
+                if call is None:
+                    call = profiles[slot] = _ScriptCall(
+                        "merge_profiles.lua", [ANONYMOUS_IDS_PER_USER]
+                    )
+                call.keys += profile_keys
+                call.args += merge.script_args()
+        calls += profiles.values()
+        saves: dict[int, _ScriptCall] = {}
         for write in devices:
-            device_keys.append(self._keys.device(write.key))
+            device_key = self._keys.device(write.key)
+            call = saves.get(slot := self._slot(device_key))
+            if call is None:
+                call = saves[slot] = _ScriptCall(
+                    "save_devices.lua", [self._expiry_ms], devices=True
+                )
+            call.keys.append(device_key)
             streams = advanced.get(write.key, {})
-            device_args += [encode_device(write.state), len(streams)]
+            call.args += [encode_device(write.state), len(streams)]
             for stream, offset in streams.items():
-                device_args += [stream, offset]
+                call.args += [stream, offset]
+        calls += saves.values()
+        if not calls:
+            return 0
         if not self._shas:
             await self.load_scripts()
         try:
-            return await self._run_scripts(profile_keys, profile_args, device_keys, device_args)
+            return await self._run_scripts(calls)
         except NoScriptError:
-            await self.load_scripts()  # Redis restarted and lost its script cache
-            return await self._run_scripts(profile_keys, profile_args, device_keys, device_args)
+            # Redis restarted (or a replica took over a slot) and lacks the script: load it
+            # again on every primary and redo the batch (every call is idempotent)
+            await self.load_scripts()
+            return await self._run_scripts(calls)
 
-    async def _run_scripts(
-        self,
-        profile_keys: list[str],
-        profile_args: list[Any],
-        device_keys: list[str],
-        device_args: list[Any],
-    ) -> int:
+    async def _run_scripts(self, calls: Sequence[_ScriptCall]) -> int:
         async with self._client.pipeline(transaction=False) as pipe:
-            if profile_keys:
-                pipe.evalsha(
-                    self._shas["merge_profiles.lua"],
-                    len(profile_keys),
-                    *profile_keys,
-                    *profile_args,
-                )
-            if device_keys:
-                pipe.evalsha(
-                    self._shas["save_devices.lua"], len(device_keys), *device_keys, *device_args
+            for call in calls:
+                pipe.execute_command(
+                    "EVALSHA", self._shas[call.script], len(call.keys), *call.keys, *call.args
                 )
             replies = await pipe.execute()
-        return int(replies[-1]) if device_keys else 0
+        return sum(int(reply) for call, reply in zip(calls, replies, strict=True) if call.devices)
+
+
+@dataclass
+class _ScriptCall:
+    """One script call: keys of one hash slot and their arguments."""
+
+    script: str
+    args: list[Any]
+    devices: bool = False
+    keys: list[str] = field(default_factory=list)
 
 
 def encode_device(state: DeviceState) -> bytes:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from streams.devcluster import DevCluster
 from streams.devstack import DevStack, StackEndpoints
 
 
@@ -18,3 +19,21 @@ def stack() -> Iterator[StackEndpoints]:
     redis_url = os.environ.get("ENRICHER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     with DevStack(redis_url=redis_url) as endpoints:
         yield endpoints
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis Cluster of three masters (redis-server in cluster mode on free ports,
+    joined by ``redis-cli --cluster create``), started on first use and stopped after the
+    run: its ``redis+cluster://`` URL."""
+    with DevCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster.url
+
+
+@pytest.fixture(params=["single", "cluster"])
+def redis_url(request: pytest.FixtureRequest, stack: StackEndpoints) -> str:
+    """Each test using it runs twice: on the single Redis and on the Redis Cluster."""
+    if request.param == "cluster":
+        url: str = request.getfixturevalue("redis_cluster")
+        return url
+    return stack.redis_url

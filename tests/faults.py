@@ -16,11 +16,11 @@ from typing import Any
 
 import orjson
 import redis
-import redis.asyncio as aioredis
 
 from enrichers import DeviceState
 from streams.devstack import free_port
 from streams.keys import KeySpace
+from streams.redis_client import connect
 from streams.store import StateStore
 from tests.pipeline import OutputRecord, Pipeline
 from tests.workload import reference_states
@@ -107,7 +107,7 @@ class Accounting:
 
 def stored_states(redis_url: str, app_id: str, keys: list[str]) -> dict[str, DeviceState]:
     async def load() -> dict[str, DeviceState]:
-        client = aioredis.from_url(redis_url)
+        client = connect(redis_url)
         try:
             return await StateStore(client, KeySpace(app_id), 0).load_devices(keys)
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,11 @@ class Pipeline:
 
     def topic(self, role: str) -> str:
         return f"events.{role}.{self.name}"
+
+    @property
+    def redis_url(self) -> str:
+        """The Redis (or ``redis+cluster://`` Redis Cluster) the workers keep state in."""
+        return self.extra_env.get("ENRICHER_REDIS_URL", self.stack.redis_url)
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENRICHER_")}
@@ -137,6 +143,24 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def assignments(self) -> list[set[int]]:
+        """The raw partitions this worker was given, one set per rebalance, in order."""
+        return [
+            {int(p) for p in re.findall(r"\d+", found)}
+            for found in re.findall(r"raw partitions assigned: \[([\d, ]*)\]", self.log())
+        ]
+
+    def wait_assigned(self, wanted: Callable[[set[int]], bool], timeout: float = 60.0) -> None:
+        """Until the worker's latest raw-partition assignment satisfies ``wanted``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            latest = self.assignments()
+            if latest and wanted(latest[-1]):
+                return
+            assert self.process.poll() is None, self.log()[-3000:]
+            time.sleep(0.2)
+        raise AssertionError(f"assignments {self.assignments()} after {timeout}s")
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

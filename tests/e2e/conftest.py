@@ -10,9 +10,15 @@ from tests.pipeline import Pipeline
 
 
 @pytest.fixture
-def pipeline(stack: StackEndpoints, tmp_path: Path) -> Iterator[Pipeline]:
-    """A fresh pipeline (topics, app id) on the shared stack; its workers stop afterwards."""
+def pipeline(
+    stack: StackEndpoints, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Pipeline]:
+    """A fresh pipeline (topics, app id) on the shared stack; its workers stop afterwards.
+    ``@pytest.mark.parametrize("pipeline", ["single", "cluster"], indirect=True)`` runs a
+    test on the single Redis and on the Redis Cluster (the session's ``redis_cluster``)."""
     pipe = Pipeline(stack, tmp_path)
+    if getattr(request, "param", "single") == "cluster":
+        pipe.extra_env["ENRICHER_REDIS_URL"] = request.getfixturevalue("redis_cluster")
     try:
         yield pipe
     finally:

@@ -1,17 +1,21 @@
 """Every conformance scenario through the running worker (SPEC R1-R24, R26, R33): all calls
 produced to the raw topic, each device under its own record key, outputs read back from the
-warehouse topic and judged by the same labelling rule as the pure-core test."""
+warehouse topic and judged by the same labelling rule as the pure-core test. Once with state
+on a single Redis, once on a three-master Redis Cluster."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
 
+import pytest
+
 from enrichers.timestamps import parse_iso_ms
 from tests.conformance import differences, load_scenarios, observed_fields, scenario_start_ms
 from tests.pipeline import Pipeline
 
 
+@pytest.mark.parametrize("pipeline", ["single", "cluster"], indirect=True)
 def test_every_scenario_through_the_worker(pipeline: Pipeline) -> None:
     scenarios = load_scenarios()
     origin: dict[tuple[str, str], tuple[int, int, str]] = {}

@@ -34,6 +34,7 @@ def messages_in(events: list[tuple[str, dict[str, object]]]) -> int:
     return sum("messageId" in body for _, body in events)
 
 
+@pytest.mark.parametrize("pipeline", ["single", "cluster"], indirect=True)
 def test_sigkill_at_random_points(pipeline: Pipeline) -> None:
     seed = random.randrange(1_000_000)
     print(f"\nseed {seed}")
@@ -47,20 +48,32 @@ def test_sigkill_at_random_points(pipeline: Pipeline) -> None:
         wait_for_output(pipeline, point)
         worker.kill()
         worker = pipeline.start_worker(wait=False)
-    account(f"SIGKILL x3 at {kill_points}", pipeline, events, pipeline.stack.redis_url)
+    account(f"SIGKILL x3 at {kill_points}", pipeline, events, pipeline.redis_url)
 
 
+@pytest.mark.parametrize("pipeline", ["single", "cluster"], indirect=True)
 def test_second_worker_joins_and_first_leaves(pipeline: Pipeline) -> None:
     events = mixed_events(EVENTS, DEVICES, seed=11)
     total = messages_in(events)
     first = pipeline.start_worker()
     pipeline.produce_json(events)
     wait_for_output(pipeline, total // 5)
+    every = set(range(8))
     second = pipeline.start_worker()  # joins: the partitions are shared out again
+    second.wait_assigned(lambda partitions: 0 < len(partitions) < 8)
     wait_for_output(pipeline, total * 3 // 5)
     first.stop()  # leaves: its partitions move to the second worker
-    account("rebalance: join at 20%, leave at 60%", pipeline, events, pipeline.stack.redis_url)
+    second.wait_assigned(lambda partitions: partitions == every)
+    account(
+        f"rebalance: join at 20%, leave at 60% ({pipeline.redis_url.split(':')[0]})",
+        pipeline,
+        events,
+        pipeline.redis_url,
+    )
     assert second.process.poll() is None
+    shared = first.assignments()
+    # the first worker had them all, then gave some to the second
+    assert shared[0] == every and any(0 < len(p) < 8 for p in shared[1:]), shared
 
 
 def test_redis_restart_mid_stream(pipeline: Pipeline, private_redis: RedisServer) -> None:

@@ -150,6 +150,7 @@ def test_context_traits_policy_fills_from_profile_and_device_cache(pipeline: Pip
 WEIRD_KEY = "we ird/k{e}y%?#ü\n:end"
 
 
+@pytest.mark.parametrize("pipeline", ["single", "cluster"], indirect=True)
 def test_lookups_over_http_and_the_command(pipeline: Pipeline) -> None:
     worker = pipeline.start_worker()
     pipeline.produce_json(

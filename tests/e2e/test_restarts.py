@@ -29,7 +29,11 @@ def wait_for_progress(pipeline: Pipeline, worker: WorkerProcess, at_least: int) 
     raise AssertionError("the worker made no progress")
 
 
-@pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
+@pytest.mark.parametrize(
+    ("stop", "pipeline"),
+    [("sigterm", "single"), ("sigkill", "single"), ("sigkill", "cluster")],
+    indirect=["pipeline"],
+)
 def test_stopping_mid_stream_loses_nothing(pipeline: Pipeline, stop: str) -> None:
     events = mixed_events(EVENTS, DEVICES)
     message_ids = {body["messageId"] for _, body in events if "messageId" in body}
@@ -69,6 +73,6 @@ def test_stopping_mid_stream_loses_nothing(pipeline: Pipeline, stop: str) -> Non
         assert skipped and skipped[-1] > 0, second.log()[-2000:]
     keys = sorted({key for key, _ in events})
     expected = reference_states(events, pipeline.topic("raw"))
-    stored = stored_states(pipeline.stack.redis_url, pipeline.app_id, keys)
+    stored = stored_states(pipeline.redis_url, pipeline.app_id, keys)
     mismatched = [k for k in keys if identity(stored[k]) != identity(expected[k])]
     assert not mismatched, [(k, identity(stored[k]), identity(expected[k])) for k in mismatched[:3]]

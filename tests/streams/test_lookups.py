@@ -1,4 +1,5 @@
-"""Lookups read only the app's own keys, whatever id a caller sends."""
+"""Lookups read only the app's own keys, whatever id a caller sends; on a single Redis and on
+a Redis Cluster alike."""
 
 from __future__ import annotations
 
@@ -6,23 +7,22 @@ import asyncio
 import uuid
 
 import pytest
-import redis.asyncio as aioredis
 
 from enrichers import DeviceState
-from streams.devstack import StackEndpoints
 from streams.keys import KeySpace
 from streams.lookups import Lookups
+from streams.redis_client import connect
 from streams.store import DeviceWrite, StateStore
 
 HOSTILE = ["", "*", "d1}", "{d1}", "d1}:x", "%7Bd1%7D", "d1\n", ":device:{d1}", "../d1"]
 
 
 @pytest.mark.parametrize("key", HOSTILE)
-def test_no_id_reaches_another_apps_keys(stack: StackEndpoints, key: str) -> None:
+def test_no_id_reaches_another_apps_keys(redis_url: str, key: str) -> None:
     victim, caller = f"victim-{uuid.uuid4().hex[:6]}", f"caller-{uuid.uuid4().hex[:6]}"
 
     async def run() -> tuple[object, object, object]:
-        client = aioredis.from_url(stack.redis_url)
+        client = connect(redis_url)
         try:
             store = StateStore(client, KeySpace(victim), 86_400_000)
             for device in ("d1", key or "d1"):
@@ -44,11 +44,11 @@ def test_no_id_reaches_another_apps_keys(stack: StackEndpoints, key: str) -> Non
     assert asyncio.run(run()) == (None, None, None)
 
 
-def test_lookup_of_a_forgotten_or_expired_device_is_none(stack: StackEndpoints) -> None:
+def test_lookup_of_a_forgotten_or_expired_device_is_none(redis_url: str) -> None:
     app = f"t-{uuid.uuid4().hex[:6]}"
 
     async def run() -> tuple[object, object, object]:
-        client = aioredis.from_url(stack.redis_url)
+        client = connect(redis_url)
         try:
             store = StateStore(client, KeySpace(app), 86_400_000)
             writes = [

@@ -1,45 +1,57 @@
-"""Device state and profiles in a real Redis (SPEC "State", R34)."""
+"""Device state and profiles in a real Redis and a real Redis Cluster (SPEC "State", R34).
+Tests taking ``redis_url`` run on both."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import orjson
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection
+from redis.crc import key_slot
 
 from enrichers import DeviceState, UserProfileUpdate
 from enrichers.profiles import GroupProfileUpdate
 from streams.devstack import StackEndpoints
 from streams.keys import KeySpace
+from streams.redis_client import RedisClient, connect
 from streams.store import DeviceWrite, StateStore, coalesce_profiles
 
 T = TypeVar("T")
 
 
 class CountingConnection(Connection):
-    """A real connection that counts how often it writes to the socket (round trips)."""
+    """A real connection that counts how often it writes to the socket (round trips), per
+    server."""
 
-    sends = 0
+    sends: ClassVar[Counter[int]] = Counter()
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        CountingConnection.sends += 1
+        CountingConnection.sends[self.port] += 1
         await super().send_packed_command(command, check_health)
 
 
+def counting_client(redis_url: str) -> RedisClient:
+    client = connect(redis_url)
+    if isinstance(client, RedisCluster):
+        # shared by every node the client discovers
+        client.connection_kwargs["connection_class"] = CountingConnection
+    else:
+        client.connection_pool.connection_class = CountingConnection
+    return client
+
+
 def with_store(
-    stack: StackEndpoints,
-    body: Callable[[StateStore, aioredis.Redis], Awaitable[T]],
+    redis_url: str,
+    body: Callable[[StateStore, RedisClient], Awaitable[T]],
     app_id: str | None = None,
 ) -> T:
     async def run() -> T:
-        pool = aioredis.ConnectionPool.from_url(
-            stack.redis_url, connection_class=CountingConnection
-        )
-        client = aioredis.Redis(connection_pool=pool)
+        client = counting_client(redis_url)
         try:
             store = StateStore(client, KeySpace(app_id or f"t-{uuid.uuid4().hex[:8]}"), 86_400_000)
             await store.load_scripts()
@@ -54,72 +66,112 @@ def state(n: int) -> DeviceState:
     return DeviceState(aid=f"a{n}", uid=f"u{n}", utraits={"n": n}, applied={"raw/0": n})
 
 
-def test_save_and_load_round_trip(stack: StackEndpoints) -> None:
-    async def body(store: StateStore, _: aioredis.Redis) -> dict[str, DeviceState]:
+def test_save_and_load_round_trip(redis_url: str) -> None:
+    async def body(store: StateStore, _: RedisClient) -> dict[str, DeviceState]:
         await store.save([DeviceWrite("d1", state(5))], {"d1": {"raw/0": 5}}, {}, {})
         return await store.load_devices(["d1", "missing"])
 
-    loaded = with_store(stack, body)
+    loaded = with_store(redis_url, body)
     assert loaded == {"d1": state(5)}
 
 
+async def batch_round_trips(store: StateStore) -> tuple[Counter[int], Counter[int]]:
+    """Socket writes per server to save, then load, a batch of 500 devices and 201 profiles."""
+    keys = [f"d{n}" for n in range(500)]
+    users, groups = coalesce_profiles(
+        [UserProfileUpdate(f"u{n}", f"a{n}", n, {"x": n}) for n in range(200)],
+        [GroupProfileUpdate("g", {"y": 1}, 5)],
+    )
+    writes = [DeviceWrite(k, state(n)) for n, k in enumerate(keys)]
+    before = CountingConnection.sends.copy()
+    await store.save(writes, {k: {"raw/0": n} for n, k in enumerate(keys)}, users, groups)
+    saved = CountingConnection.sends - before
+    before = CountingConnection.sends.copy()
+    loaded = await store.load_devices(keys)
+    assert loaded == {k: state(n) for n, k in enumerate(keys)}
+    return saved, CountingConnection.sends - before
+
+
 def test_a_batch_is_one_round_trip_to_load_and_one_to_save(stack: StackEndpoints) -> None:
-    async def body(store: StateStore, _: aioredis.Redis) -> tuple[int, int]:
-        keys = [f"d{n}" for n in range(500)]
-        users, groups = coalesce_profiles(
-            [UserProfileUpdate(f"u{n}", f"a{n}", n, {"x": n}) for n in range(200)],
-            [GroupProfileUpdate("g", {"y": 1}, 5)],
-        )
-        writes = [DeviceWrite(k, state(n)) for n, k in enumerate(keys)]
-        before = CountingConnection.sends
-        await store.save(writes, {k: {"raw/0": n} for n, k in enumerate(keys)}, users, groups)
-        saved = CountingConnection.sends - before
-        before = CountingConnection.sends
-        await store.load_devices(keys)
-        return saved, CountingConnection.sends - before
+    async def body(store: StateStore, _: RedisClient) -> tuple[Counter[int], Counter[int]]:
+        return await batch_round_trips(store)
 
-    saved, loaded = with_store(stack, body)
-    assert (saved, loaded) == (1, 1)
+    saved, loaded = with_store(stack.redis_url, body)
+    assert (saved.total(), loaded.total()) == (1, 1)
 
 
-def test_r34_fence_refuses_a_stale_write(stack: StackEndpoints) -> None:
+def test_on_a_cluster_a_batch_is_one_round_trip_per_node(redis_cluster: str) -> None:
+    """500 devices in ~500 slots over three masters: the batch is split per slot (each
+    script call and MGET touches one slot) but sent as one write per node."""
+
+    async def body(store: StateStore, client: RedisClient) -> tuple[Counter[int], Counter[int]]:
+        await client.ping()  # discovers the nodes before counting
+        return await batch_round_trips(store)
+
+    saved, loaded = with_store(redis_cluster, body)
+    assert len(saved) == 3 and set(saved.values()) == {1}, saved  # every master, once
+    assert len(loaded) == 3 and set(loaded.values()) == {1}, loaded
+
+
+def test_r34_fence_refuses_a_stale_write(redis_url: str) -> None:
     """A zombie finishing an old batch must not overwrite what the new owner wrote."""
 
-    async def body(store: StateStore, _: aioredis.Redis) -> tuple[int, DeviceState]:
+    async def body(store: StateStore, _: RedisClient) -> tuple[int, DeviceState]:
         await store.save([DeviceWrite("d", state(10))], {"d": {"raw/0": 10}}, {}, {})
         refused = await store.save([DeviceWrite("d", state(7))], {"d": {"raw/0": 7}}, {}, {})
         return refused, (await store.load_devices(["d"]))["d"]
 
-    refused, stored = with_store(stack, body)
+    refused, stored = with_store(redis_url, body)
     assert refused == 1
     assert stored == state(10)
 
 
-def test_app_ids_never_see_each_other(stack: StackEndpoints) -> None:
-    async def write(store: StateStore, _: aioredis.Redis) -> None:
+def test_r34_fence_holds_per_device_in_a_batch_spanning_slots(redis_url: str) -> None:
+    """A zombie's batch whose devices lie in many slots (on a cluster: many nodes): the
+    devices the new owner already advanced are refused, the others are written."""
+
+    async def body(store: StateStore, _: RedisClient) -> tuple[int, dict[str, DeviceState]]:
+        keys = [f"d{n}" for n in range(20)]
+        newer = keys[:10]
+        await store.save(
+            [DeviceWrite(k, state(20)) for k in newer], {k: {"raw/0": 20} for k in newer}, {}, {}
+        )
+        refused = await store.save(
+            [DeviceWrite(k, state(15)) for k in keys], {k: {"raw/0": 15} for k in keys}, {}, {}
+        )
+        return refused, await store.load_devices(keys)
+
+    refused, stored = with_store(redis_url, body)
+    assert len({key_slot(KeySpace("x").device(f"d{n}").encode()) for n in range(20)}) > 1
+    assert refused == 10
+    assert stored == {f"d{n}": state(20 if n < 10 else 15) for n in range(20)}
+
+
+def test_app_ids_never_see_each_other(redis_url: str) -> None:
+    async def write(store: StateStore, _: RedisClient) -> None:
         await store.save([DeviceWrite("shared", state(1))], {"shared": {"raw/0": 1}}, {}, {})
 
-    async def read(store: StateStore, _: aioredis.Redis) -> dict[str, DeviceState]:
+    async def read(store: StateStore, _: RedisClient) -> dict[str, DeviceState]:
         return await store.load_devices(["shared"])
 
     app = f"a-{uuid.uuid4().hex[:8]}"
-    with_store(stack, write, app_id=app)
-    assert with_store(stack, read, app_id=f"{app}-other") == {}
-    assert "shared" in with_store(stack, read, app_id=app)
+    with_store(redis_url, write, app_id=app)
+    assert with_store(redis_url, read, app_id=f"{app}-other") == {}
+    assert "shared" in with_store(redis_url, read, app_id=app)
 
 
-def test_device_record_expires_after_ttl_plus_margin(stack: StackEndpoints) -> None:
-    async def body(store: StateStore, client: aioredis.Redis) -> int:
+def test_device_record_expires_after_ttl_plus_margin(redis_url: str) -> None:
+    async def body(store: StateStore, client: RedisClient) -> int:
         await store.save([DeviceWrite("d", state(1))], {"d": {"raw/0": 1}}, {}, {})
         ttl: int = await client.pttl(store.keys.device("d"))
         return ttl
 
-    ttl = with_store(stack, body)
+    ttl = with_store(redis_url, body)
     assert 30 * 86_400_000 < ttl <= 31 * 86_400_000  # 1 day TTL + 30 days margin (R1)
 
 
-def test_user_profile_merges_traits_and_remembers_anonymous_ids(stack: StackEndpoints) -> None:
-    async def body(store: StateStore, client: aioredis.Redis) -> tuple[Any, ...]:
+def test_user_profile_merges_traits_and_remembers_anonymous_ids(redis_url: str) -> None:
+    async def body(store: StateStore, client: RedisClient) -> tuple[Any, ...]:
         for updates in (
             [UserProfileUpdate("u", "a1", 100, {"plan": "free", "age": 3})],
             [UserProfileUpdate("u", "a2", 300, {"plan": "pro"}), UserProfileUpdate("u", "a1", 50)],
@@ -134,7 +186,7 @@ def test_user_profile_merges_traits_and_remembers_anonymous_ids(stack: StackEndp
         aids = await client.zrevrange(aids_key, 0, -1)
         return traits, meta, aids
 
-    traits, meta, aids = with_store(stack, body)
+    traits, meta, aids = with_store(redis_url, body)
     assert traits == {"plan": "pro", "age": 3}
     assert meta == {b"first_seen": b"50", b"last_seen": b"300"}
     assert aids == [b"a2", b"a1"]  # most recent first

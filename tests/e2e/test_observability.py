@@ -78,6 +78,7 @@ def test_metrics_move_as_events_flow(pipeline: Pipeline) -> None:
     assert all(labels["topic"] == pipeline.topic("raw") for labels, _ in positions)
 
 
+@pytest.mark.parametrize("pipeline", ["single", "cluster"], indirect=True)
 def test_health_and_readiness(pipeline: Pipeline) -> None:
     worker = pipeline.start_worker()
     status, body = worker.get("/healthz")

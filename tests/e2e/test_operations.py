@@ -130,6 +130,7 @@ def test_diff_in_mid_history_compares_like_for_like_after_a_warm_up(processed: P
     assert report["replayed"] + report["warmedUpWith"] == 40
 
 
+@pytest.mark.parametrize("pipeline", ["single", "cluster"], indirect=True)
 def test_rebuild_into_a_new_app_id_and_topics(processed: Pipeline) -> None:
     new_app = f"{processed.app_id}-v2"
     run = enricher(processed, "replay", "--mode", "rebuild", "--app-id", new_app, "--json")

@@ -5,23 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.collector import READY_LINE
 from streams.devstack import free_port
-from tests.pipeline import OutputRecord
+from tests.pipeline import CommandProcess, OutputRecord
 
 WRITE_KEY = "test-write-key"
 
@@ -42,10 +39,11 @@ class Reply:
 
 
 @dataclass
-class CollectorProcess:
-    process: subprocess.Popen[bytes]
-    log_path: Path
+class CollectorProcess(CommandProcess):
     port: int
+
+    what: ClassVar[str] = "collector"
+    ready_line: ClassVar[str] = READY_LINE
 
     @classmethod
     def start(cls, env: Mapping[str, str], log_path: Path, wait: bool = True) -> CollectorProcess:
@@ -55,16 +53,8 @@ class CollectorProcess:
             **env,
             "ENRICHER_COLLECTOR_HOST": "127.0.0.1",
             "ENRICHER_COLLECTOR_PORT": str(port),
-            "PYTHONUNBUFFERED": "1",
         }
-        log = log_path.open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "collector"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = cls.launch(["collector"], env, log_path)
         collector = cls(process, log_path, port)
         if wait:
             collector.wait_ready()
@@ -73,19 +63,6 @@ class CollectorProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if READY_LINE in self.log():
-                return
-            if self.process.poll() is not None:
-                raise AssertionError(f"collector exited:\n{self.log()[-4000:]}")
-            time.sleep(0.1)
-        raise AssertionError(f"collector not ready after {timeout}s:\n{self.log()[-4000:]}")
 
     def request(
         self,
@@ -112,15 +89,6 @@ class CollectorProcess:
         headers: Mapping[str, str] | None = None,
     ) -> Reply:
         return self.request(path, body, {**basic(WRITE_KEY), **(headers or {})}, "POST")
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def read_matching(

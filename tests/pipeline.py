@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -114,23 +114,69 @@ class Pipeline:
 
 
 @dataclass
-class WorkerProcess:
+class CommandProcess:
+    """One ``enricher`` command run as a process of its own (own session, so a signal reaches
+    it alone), its output in a log file; ready once its log shows ``ready_line``."""
+
     process: subprocess.Popen[bytes]
     log_path: Path
+
+    what: ClassVar[str] = "process"
+    ready_line: ClassVar[str] = READY_LINE
+
+    @staticmethod
+    def launch(
+        args: Sequence[str], env: Mapping[str, str], log_path: Path
+    ) -> subprocess.Popen[bytes]:
+        """``enricher ARGS`` with ``env`` (unbuffered), stdout and stderr to ``log_path``."""
+        with log_path.open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", *args],
+                env={**env, "PYTHONUNBUFFERED": "1"},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ready_line in self.log():
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.what} exited:\n{self.log()[-4000:]}")
+            time.sleep(0.1)
+        raise AssertionError(f"{self.what} not ready after {timeout}s:\n{self.log()[-4000:]}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout``."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class WorkerProcess(CommandProcess):
     web_port: int
+
+    what: ClassVar[str] = "worker"
 
     @classmethod
     def start(cls, env: dict[str, str], log_path: Path) -> WorkerProcess:
         web_port = free_port()
-        env = {**env, "ENRICHER_WEB_PORT": str(web_port), "PYTHONUNBUFFERED": "1"}
-        log = log_path.open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = cls.launch(["worker"], {**env, "ENRICHER_WEB_PORT": str(web_port)}, log_path)
         return cls(process, log_path, web_port)
 
     def get(self, path: str) -> tuple[int, Any]:
@@ -140,9 +186,6 @@ class WorkerProcess:
                 return response.status, orjson.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, orjson.loads(error.read())
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
     def assignments(self) -> list[set[int]]:
         """The raw partitions this worker was given, one set per rebalance, in order."""
@@ -161,30 +204,6 @@ class WorkerProcess:
             assert self.process.poll() is None, self.log()[-3000:]
             time.sleep(0.2)
         raise AssertionError(f"assignments {self.assignments()} after {timeout}s")
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if READY_LINE in self.log():
-                return
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker exited:\n{self.log()[-4000:]}")
-            time.sleep(0.2)
-        raise AssertionError(f"worker not ready after {timeout}s:\n{self.log()[-4000:]}")
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 async def produce(

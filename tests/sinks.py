@@ -3,9 +3,6 @@ webhook server."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -13,59 +10,29 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import psycopg
 
-from tests.pipeline import Pipeline
+from tests.pipeline import CommandProcess, Pipeline
 
 SINK_READY_LINE = "Sink ready"
 POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @dataclass
-class SinkProcess:
-    process: subprocess.Popen[bytes]
-    log_path: Path
+class SinkProcess(CommandProcess):
+    what: ClassVar[str] = "sink"
+    ready_line: ClassVar[str] = SINK_READY_LINE
 
     @classmethod
     def start(
         cls, pipeline: Pipeline, name: str, env: dict[str, str], log_name: str
     ) -> SinkProcess:
-        full_env = {**pipeline.env(), **env, "PYTHONUNBUFFERED": "1"}
         log_path = pipeline.workdir / log_name
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "sink", "run", name],
-            env=full_env,
-            stdout=log_path.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = cls.launch(["sink", "run", name], {**pipeline.env(), **env}, log_path)
         return cls(process, log_path)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        wait_for(lambda: SINK_READY_LINE in self.log() or self.process.poll() is not None, timeout)
-        if self.process.poll() is not None:
-            raise AssertionError(f"sink exited:\n{self.log()[-4000:]}")
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:

@@ -142,6 +142,17 @@ def wait_ready(log: Path, process: subprocess.Popen[bytes], marker: str, timeout
     raise SystemExit(f"{process.args!r} not ready:\n{log.read_text()[-3000:]}")
 
 
+def stop_processes(started: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
+    """SIGTERM to every process at once, then wait for each (SIGKILL after 30 s)."""
+    for process, _ in started:
+        process.send_signal(signal.SIGTERM)
+    for process, _ in started:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 class Bench:
     def __init__(self, stack: StackEndpoints, workdir: Path) -> None:
         self.stack = stack
@@ -245,13 +256,7 @@ class Bench:
         }
         commands = sum(by_name.values()) * EVENTS
         rss = [round(peak_rss_mb(process.pid), 1) for process, _ in started]
-        for process, _ in started:
-            process.send_signal(signal.SIGTERM)
-        for process, _ in started:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(started)
         stamps = [ts for ts, _ in records]
         seconds = (max(stamps) - min(stamps)) / 1000 or 0.001
         run = Run(
@@ -305,13 +310,7 @@ class Bench:
                 )
             )
         finally:
-            for process, _ in started:
-                process.send_signal(signal.SIGTERM)
-            for process, _ in started:
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_processes(started)
         stamps = sorted(ts for ts, _ in records)
         # from the later of: the producer finished, the first message out
         start = max(produced_ms, stamps[0])

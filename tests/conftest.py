@@ -9,6 +9,7 @@ import pytest
 
 from streams.devcluster import DevCluster
 from streams.devstack import DevStack, StackEndpoints
+from tests.pipeline import stop_launched_since
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +19,10 @@ def stack() -> Iterator[StackEndpoints]:
     redis-server started for the run)."""
     redis_url = os.environ.get("ENRICHER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     with DevStack(redis_url=redis_url) as endpoints:
-        yield endpoints
+        try:
+            yield endpoints
+        finally:
+            stop_launched_since(0)  # nothing the tests started outlives the stack
 
 
 @pytest.fixture(scope="session")

@@ -113,6 +113,16 @@ class Pipeline:
         return asyncio.run(read_topic(self.stack.bootstrap, self.topic(role), count, timeout))
 
 
+LAUNCHED: list[CommandProcess] = []
+"""Every process the tests started: the fixtures stop what a failing test left running."""
+
+
+def stop_launched_since(mark: int) -> None:
+    """Stop every process started after ``LAUNCHED[:mark]`` that is still running."""
+    for process in LAUNCHED[mark:]:
+        process.stop(timeout=10)
+
+
 @dataclass
 class CommandProcess:
     """One ``enricher`` command run as a process of its own (own session, so a signal reaches
@@ -123,6 +133,9 @@ class CommandProcess:
 
     what: ClassVar[str] = "process"
     ready_line: ClassVar[str] = READY_LINE
+
+    def __post_init__(self) -> None:
+        LAUNCHED.append(self)
 
     @staticmethod
     def launch(

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from streams.devstack import StackEndpoints
-from tests.pipeline import Pipeline
+from tests.pipeline import LAUNCHED, Pipeline, stop_launched_since
 
 
 @pytest.fixture
@@ -17,9 +17,11 @@ def pipeline(
     ``@pytest.mark.parametrize("pipeline", ["single", "cluster"], indirect=True)`` runs a
     test on the single Redis and on the Redis Cluster (the session's ``redis_cluster``)."""
     pipe = Pipeline(stack, tmp_path)
+    launched = len(LAUNCHED)
     if getattr(request, "param", "single") == "cluster":
         pipe.extra_env["ENRICHER_REDIS_URL"] = request.getfixturevalue("redis_cluster")
     try:
         yield pipe
     finally:
         pipe.stop_all()
+        stop_launched_since(launched)  # sinks, collectors: also when the test failed

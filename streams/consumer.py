@@ -130,9 +130,7 @@ class RawConsumer(Service):
         within_ms = int(self._settings.batch_within * 1000)
         while not self.should_stop:
             try:
-                fetched = await consumer.getmany(
-                    timeout_ms=within_ms, max_records=self._settings.batch_max
-                )
+                fetched = await self._fetch_fairly(consumer, within_ms)
             except (ConsumerStoppedError, IllegalStateError):
                 return
             if not fetched:
@@ -143,6 +141,33 @@ class RawConsumer(Service):
                 await asyncio.shield(self._run_batch(consumer, fetched))
             finally:
                 self._idle.set()
+
+    async def _fetch_fairly(
+        self, consumer: AIOKafkaConsumer, within_ms: int
+    ) -> dict[TopicPartition, list[Any]]:
+        """One batch with an equal share of every assigned partition that has records waiting,
+        then topped up to ``batch_max`` from any. aiokafka drains its buffered fetch results
+        partition by partition, so plain ``getmany`` would hand out a hot partition's whole
+        buffer (the broker may return megabytes of one partition) before the others' records:
+        devices on other partitions would wait behind a burst they have nothing to do with.
+        Order is owed within a partition only (R34), and each partition's records stay in
+        offset order here."""
+        batch_max = self._settings.batch_max
+        partitions = sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
+        share = max(1, batch_max // max(1, len(partitions)))
+        fetched: dict[TopicPartition, list[Any]] = await consumer.getmany(
+            timeout_ms=within_ms, max_records=share
+        )
+        if not fetched:
+            return fetched
+        count = sum(len(records) for records in fetched.values())
+        for tp in partitions:
+            wanted = min(share - len(fetched.get(tp, ())), batch_max - count)
+            if wanted > 0:
+                count += _extend(fetched, await _buffered(consumer, wanted, tp))
+        if count < batch_max:
+            _extend(fetched, await _buffered(consumer, batch_max - count))
+        return fetched
 
     async def _run_batch(
         self, consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, list[Any]]
@@ -169,3 +194,26 @@ class RawConsumer(Service):
             self._positions[(tp.topic, tp.partition)] = messages[-1].offset + 1
         if time.monotonic() - self._committed_at >= self._settings.commit_interval:
             await self.commit()
+
+
+async def _buffered(
+    consumer: AIOKafkaConsumer, most: int, *partitions: TopicPartition
+) -> dict[TopicPartition, list[Any]]:
+    """Records already fetched (no waiting), of ``partitions`` or of any; none of a partition
+    revoked meanwhile (its new owner reads them)."""
+    try:
+        fetched: dict[TopicPartition, list[Any]] = await consumer.getmany(
+            *partitions, timeout_ms=0, max_records=most
+        )
+    except IllegalStateError:
+        return {}
+    return fetched
+
+
+def _extend(fetched: dict[TopicPartition, list[Any]], more: dict[TopicPartition, list[Any]]) -> int:
+    """Append ``more`` after what ``fetched`` holds of each partition (later offsets)."""
+    added = 0
+    for tp, records in more.items():
+        fetched.setdefault(tp, []).extend(records)
+        added += len(records)
+    return added

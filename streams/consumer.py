@@ -23,8 +23,9 @@ from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStat
 from mode import Service
 
 from streams.batch import BatchProcessor
+from streams.groups import member_consumer
 from streams.logs import batch_context
-from streams.metrics import Offsets, WorkerMetrics
+from streams.metrics import ConsumedPositions, WorkerMetrics
 from streams.records import InRecord
 from streams.settings import Settings
 
@@ -54,10 +55,10 @@ class RawConsumer(Service):
     ) -> None:
         super().__init__(**kwargs)
         self._metrics = metrics
-        self._positions: dict[tuple[str, int], int] = {}  # next offset to process
+        self.positions = ConsumedPositions()
         self.assigned: frozenset[tuple[str, int]] | None = None  # None: not in the group yet
         if metrics is not None:
-            metrics.watch_partitions(self.partition_offsets)
+            metrics.watch_partitions(self.positions.offsets)
         self._settings = settings
         self._processor = processor
         self._idle = asyncio.Event()
@@ -68,18 +69,8 @@ class RawConsumer(Service):
 
     async def on_start(self) -> None:
         settings = self._settings
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=settings.app_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=settings.batch_max,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            session_timeout_ms=int(settings.session_timeout * 1000),
-            rebalance_timeout_ms=int(settings.rebalance_timeout * 1000),
-            heartbeat_interval_ms=int(min(3.0, settings.session_timeout / 3) * 1000),
-            max_poll_interval_ms=max(300_000, int(settings.rebalance_timeout * 1000)),
-        )
+        self._consumer = member_consumer(settings, settings.app_id, settings.batch_max)
+        self.positions.consumer = self._consumer
         self._consumer.subscribe([settings.topic_raw], listener=_WaitForBatch(self))
         await self._consumer.start()
 
@@ -91,17 +82,7 @@ class RawConsumer(Service):
 
     def joined(self, assigned: Any) -> None:
         self.assigned = frozenset((tp.topic, tp.partition) for tp in assigned)
-        self._positions = {tp: o for tp, o in self._positions.items() if tp in self.assigned}
-
-    def partition_offsets(self) -> tuple[Offsets, Offsets]:
-        """(next offset to process, broker end offset) of each assigned partition."""
-        ends: dict[tuple[str, int], int] = {}
-        if self._consumer is not None:
-            for topic, partition in self._positions:
-                end = self._consumer.highwater(TopicPartition(topic, partition))
-                if end is not None:
-                    ends[(topic, partition)] = end
-        return dict(self._positions), ends
+        self.positions.assigned(assigned)
 
     @property
     def consumer(self) -> AIOKafkaConsumer | None:
@@ -191,7 +172,7 @@ class RawConsumer(Service):
             self._metrics.observe_batch(len(records), time.perf_counter() - started)
         for tp, messages in fetched.items():
             self._done[tp] = messages[-1].offset + 1
-            self._positions[(tp.topic, tp.partition)] = messages[-1].offset + 1
+        self.positions.done(fetched)
         if time.monotonic() - self._committed_at >= self._settings.commit_interval:
             await self.commit()
 

@@ -10,6 +10,26 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
+from streams.settings import Settings
+
+
+def member_consumer(settings: Settings, group_id: str, max_poll_records: int) -> AIOKafkaConsumer:
+    """A consumer joining ``group_id`` the way every long-running member does (the worker,
+    each sink): manual commits after finished batches, from the earliest offset, with the
+    configured group timeouts (the embedded broker joins after half the rebalance timeout)."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=max_poll_records,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        session_timeout_ms=int(settings.session_timeout * 1000),
+        rebalance_timeout_ms=int(settings.rebalance_timeout * 1000),
+        heartbeat_interval_ms=int(min(3.0, settings.session_timeout / 3) * 1000),
+        max_poll_interval_ms=max(300_000, int(settings.rebalance_timeout * 1000)),
+    )
+
 
 class GroupActiveError(RuntimeError):
     """The group has members: its offsets are theirs to commit."""

@@ -12,9 +12,10 @@ while ``enricher_consumer_position`` (the next offset to process) is exact.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Final
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Final
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry, Histogram, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -62,6 +63,34 @@ class _CountersCollector(Collector):
             counter = CounterMetricFamily(name, doc)
             counter.add_metric([], value)
             yield counter
+
+
+class ConsumedPositions:
+    """The next offset to process of each assigned partition of one consumer, beside the
+    broker's end offsets: what :class:`PartitionOffsetsCollector` exports (the worker's raw
+    consumer and each sink keep one). Updated per finished batch, read at scrape time."""
+
+    def __init__(self) -> None:
+        self.consumer: AIOKafkaConsumer | None = None
+        self._next: dict[tuple[str, int], int] = {}
+
+    def assigned(self, partitions: Iterable[TopicPartition]) -> None:
+        kept = {(tp.topic, tp.partition) for tp in partitions}
+        self._next = {tp: o for tp, o in self._next.items() if tp in kept}
+
+    def done(self, fetched: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        for tp, records in fetched.items():
+            self._next[(tp.topic, tp.partition)] = records[-1].offset + 1
+
+    def offsets(self) -> tuple[Offsets, Offsets]:
+        """(next offset to process, broker end offset) of each partition."""
+        ends: dict[tuple[str, int], int] = {}
+        if self.consumer is not None:
+            for topic, partition in self._next:
+                end = self.consumer.highwater(TopicPartition(topic, partition))
+                if end is not None:
+                    ends[(topic, partition)] = end
+        return dict(self._next), ends
 
 
 class PartitionOffsetsCollector(Collector):

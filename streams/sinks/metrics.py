@@ -3,7 +3,9 @@ served on ``ENRICHER_SINK_METRICS_PORT`` when it is set."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from streams.metrics import ConsumedPositions, PartitionOffsetsCollector, start_metrics_server
 
 
 class SinkMetrics:
@@ -27,6 +29,12 @@ class SinkMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
         )
         self._sink = sink
+        self.positions = ConsumedPositions()
+        self.registry.register(
+            PartitionOffsetsCollector(
+                self.positions.offsets, prefix="enricher_sink", labels={"sink": sink}
+            )
+        )
         self.totals: dict[str, int] = dict.fromkeys(
             ("in", "written", "skipped", "retries", "dead_lettered"), 0
         )
@@ -49,7 +57,7 @@ class SinkMetrics:
 
     def serve(self, port: int) -> None:
         """Serve ``/metrics`` on ``port`` (a daemon thread)."""
-        start_http_server(port, addr="0.0.0.0", registry=self.registry)
+        start_metrics_server(self.registry, port)
 
     def summary(self) -> str:
         return " ".join(f"{kind}={total}" for kind, total in self.totals.items())

@@ -34,6 +34,7 @@ from enrichers import IpPolicy
 from enrichers.integrations import integration_enabled
 from enrichers.ip import apply_ip_policy
 from streams.deadletter import dead_letter_value
+from streams.groups import member_consumer
 from streams.records import InRecord
 from streams.retry import is_transient, until_done
 from streams.settings import Settings, SettingsError
@@ -75,6 +76,7 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("sink partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        self._runner.metrics.positions.assigned(assigned)
 
 
 class SinkRunner:
@@ -107,18 +109,8 @@ class SinkRunner:
         await until_done(lambda: ensure_sink_topics(settings, self._deadletter), "creating topics")
         producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
         await until_done(producer.start, "connecting the dead-letter producer")
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=consumer_group(settings, self.name),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=self._batch_max,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            session_timeout_ms=int(settings.session_timeout * 1000),
-            rebalance_timeout_ms=int(settings.rebalance_timeout * 1000),
-            heartbeat_interval_ms=int(min(3.0, settings.session_timeout / 3) * 1000),
-            max_poll_interval_ms=max(300_000, int(settings.rebalance_timeout * 1000)),
-        )
+        consumer = member_consumer(settings, consumer_group(settings, self.name), self._batch_max)
+        self.metrics.positions.consumer = consumer
         try:
             if not await self.start_sink():
                 return
@@ -215,6 +207,7 @@ class SinkRunner:
             # the partitions moved in a rebalance: the new owner redoes this batch (writes
             # are idempotent by messageId where the destination allows it)
             log.warning("commit after a rebalance refused: %r", exc)
+        self.metrics.positions.done(fetched)
         self.metrics.observe_batch(time.monotonic() - started)
 
     def prepare(

@@ -183,6 +183,12 @@ def parse_raw_event(value: bytes | None) -> RawEvent | Rejection:
         return Rejection(
             RejectCode.NOT_AN_OBJECT, f"the value is a JSON {type(decoded).__name__}, not an object"
         )
+    return validate_raw_event(decoded)
+
+
+def validate_raw_event(decoded: dict[str, Any]) -> RawEvent | Rejection:
+    """Validate an already decoded raw event object (the checks after decoding, for a
+    producer such as the collector that holds the object it is about to write)."""
     event_type = decoded.get("type")
     if not isinstance(event_type, str) or not (
         event_type in MESSAGE_TYPES or event_type in CONTROL_TYPES

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import orjson
 
-from enrichers.raw import MESSAGE_TYPES, Rejection, parse_raw_event
+from enrichers.raw import MESSAGE_TYPES, Rejection, validate_raw_event
 from enrichers.values import id_string, is_truthy
 
 MAX_MESSAGE_BYTES: Final = 32 * 1024
@@ -225,7 +225,7 @@ def _shape_message(
             "too_large",
             f"{where}: {len(value)} bytes is over the {MAX_MESSAGE_BYTES}-byte message limit",
         )
-    parsed = parse_raw_event(value)
+    parsed = validate_raw_event(shaped)
     if isinstance(parsed, Rejection):
         return Refused(400, parsed.code.value, f"{where}: {parsed.message}")
     return RawRecord(key.encode("utf-8"), value)

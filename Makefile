@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test unit e2e lint bench bench-collector clean
+.PHONY: install run test unit e2e lint fuzz bench bench-collector clean
 
 install: $(STAMP)
 
@@ -35,6 +35,14 @@ lint: install
 	$(BIN)/ruff check streams enrichers tests bench
 	$(BIN)/ruff format --check streams enrichers tests bench
 	$(BIN)/mypy
+
+# Coverage-guided fuzzing of the pure path (atheris) for FUZZ_SECONDS, seeded from the
+# conformance scenarios; what it finds stays in tests/fuzz/corpus, crashes in tests/fuzz/crashes.
+FUZZ_SECONDS ?= 60
+fuzz: install
+	rm -rf .fuzz-seeds && $(BIN)/python -m tests.fuzz.seed .fuzz-seeds
+	$(BIN)/python -m tests.fuzz.fuzz_core tests/fuzz/corpus .fuzz-seeds \
+		-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1
 
 # Side by side on the embedded stack: plain aiokafka loop, naive Faust agent, the enricher
 # (1 and 2 workers); writes bench/results/bench.json and bench.png. BENCH_EVENTS sets the size.

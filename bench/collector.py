@@ -27,9 +27,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
-from streams.devstack import DevStack, free_port
+from streams.dev.stack import DevStack, free_port
+from streams.worker.clients import topic_partitions
 
 RESULTS = Path(__file__).resolve().parent / "results" / "collector.json"
 WRITE_KEY = "bench-key"
@@ -314,8 +315,7 @@ async def _count(bootstrap: str, topic: str, expected: int) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        partitions = await topic_partitions(consumer, [topic])
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         count = 0

@@ -31,8 +31,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.workload import raw_events
-from streams.devcluster import DevCluster
-from streams.devstack import DevStack, StackEndpoints, free_port
+from streams.dev.cluster import DevCluster
+from streams.dev.stack import DevStack, StackEndpoints, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EVENTS = int(os.environ.get("BENCH_EVENTS", "60000"))
@@ -43,6 +43,10 @@ SCALING_PARTITIONS = 16
 SCALING_WORKERS = (1, 2, 4)
 SCALING_RUNS = int(os.environ.get("BENCH_SCALING_RUNS", "2"))
 PARTS = os.environ.get("BENCH_PARTS", "all")
+BROKER = os.environ.get("BENCH_BROKER", "tansu")
+"""The broker the bench starts: tansu (embedded, the default) or kafka (Apache Kafka)."""
+COMPRESSION = [c for c in os.environ.get("BENCH_COMPRESSION", "lz4,zstd,gzip").split(",") if c]
+"""Output compressions measured beside the uncompressed worker (ENRICHER_OUTPUT_COMPRESSION)."""
 
 
 @dataclass
@@ -198,7 +202,8 @@ class Bench:
             "ENRICHER_WEB_PORT": str(free_port()),
         }
 
-    def measure(self, name: str, processes: int) -> Run:
+    def measure(self, name: str, processes: int, settings: dict[str, str] | None = None) -> Run:
+        """One program on fresh topics; ``settings`` are extra ENRICHER_* for the enricher."""
         topics = Topics.fresh(name.replace(" ", "-"))
         asyncio.run(create_topics(self.stack.bootstrap, topics))
         asyncio.run(produce(self.stack.bootstrap, topics.raw, self.workload))
@@ -241,7 +246,7 @@ class Bench:
                 }
             else:
                 argv = [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"]
-                env = self.enricher_env(topics, group)
+                env = {**self.enricher_env(topics, group), **(settings or {})}
                 expected = self.messages
             started.append(self.start(f"{name}-{n}", argv, env))
         calls_before = self.command_calls()
@@ -462,7 +467,7 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="enricher-bench-"))
     if PARTS == "scaling":
-        with DevStack(redis_url=None, workdir=workdir) as stack:
+        with DevStack(redis_url=None, workdir=workdir, broker=BROKER) as stack:
             rows = scaling_table(Bench(stack, workdir), workdir)
         path = RESULTS / "bench.json"
         existing: dict[str, Any] = orjson.loads(path.read_bytes()) if path.exists() else {}
@@ -470,7 +475,7 @@ def main() -> int:
         path.write_bytes(orjson.dumps(existing, option=orjson.OPT_INDENT_2))
         print(f"updated the scaling table of {path}")
         return 0
-    with DevStack(redis_url=None, workdir=workdir) as stack:
+    with DevStack(redis_url=None, workdir=workdir, broker=BROKER) as stack:
         bench = Bench(stack, workdir)
         print(
             f"workload: {EVENTS} raw events over {DEVICES} devices, mean "
@@ -485,6 +490,10 @@ def main() -> int:
         memory_after = int(bench.redis.info("memory")["used_memory"])
         memory = bench.redis_memory_per_device(bench.last_group)
         runs.append(bench.measure("enricher, 2 workers", 2))
+        compressed = [
+            bench.measure(f"enricher, {codec} outputs", 1, {"ENRICHER_OUTPUT_COMPRESSION": codec})
+            for codec in COMPRESSION
+        ]
         memory["used_memory_delta_per_device_incl_profiles"] = round(
             (memory_after - memory_before) / DEVICES, 1
         )
@@ -500,6 +509,13 @@ def main() -> int:
             "enricher_vs_naive": round(enricher.events_per_second / naive.events_per_second, 3),
             "two_workers_vs_one": round(runs[3].events_per_second / enricher.events_per_second, 3),
         },
+        "output_compression": {
+            run.name.split(", ")[1].split()[0]: {
+                "events_per_second": run.events_per_second,
+                "vs_uncompressed": round(run.events_per_second / enricher.events_per_second, 3),
+            }
+            for run in compressed
+        },
         "latency_at_half_throughput": latency,
         "redis_memory": memory,
         "scaling": scaling_results(rows),
@@ -512,7 +528,13 @@ def main() -> int:
         orjson.dumps(
             {
                 k: results[k]
-                for k in ("ratios", "latency_at_half_throughput", "redis_memory", "scaling")
+                for k in (
+                    "ratios",
+                    "output_compression",
+                    "latency_at_half_throughput",
+                    "redis_memory",
+                    "scaling",
+                )
             },
             option=orjson.OPT_INDENT_2,
         ).decode()

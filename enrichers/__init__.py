@@ -4,15 +4,10 @@ Given a device's state and one raw event, :func:`enrich_event` returns the new s
 messages. Ids and times come in as arguments; nothing here reads a clock or a random source.
 """
 
-from enrichers.enrich import (
-    EventOutcome,
-    Source,
-    Status,
-    enrich_event,
-    resolve_device,
-    resolve_message_id,
-)
-from enrichers.identity import DeviceRef, Identity
+from enrichers.delivery import Source, resolve_message_id
+from enrichers.devices import DeviceRef, device_key, resolve_device
+from enrichers.enrich import EventOutcome, Status, enrich_event
+from enrichers.identity import Identity
 from enrichers.ip import IpPolicy
 from enrichers.policy import DEFAULT_POLICY, Policy
 from enrichers.profiles import GroupProfileUpdate, UserProfileUpdate
@@ -35,6 +30,7 @@ __all__ = [
     "Source",
     "Status",
     "UserProfileUpdate",
+    "device_key",
     "enrich_event",
     "parse_raw_event",
     "resolve_device",

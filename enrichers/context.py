@@ -50,17 +50,6 @@ def build_context(
     return CallContext(context, integrations)
 
 
-def reaches_destinations(integrations: Mapping[str, Any]) -> bool:
-    """R29: with ``integrations.All`` false, only a destination enabled by name (``true`` or a
-    settings object) takes the message to the destinations topic."""
-    if integrations.get("All", True) is not False:
-        return True
-    return any(
-        name != "All" and (value is True or isinstance(value, dict))
-        for name, value in integrations.items()
-    )
-
-
 def fill_context_traits(
     context: dict[str, Any], known_traits: Mapping[str, Any], keys: tuple[str, ...]
 ) -> None:

@@ -1,6 +1,9 @@
 """One raw event through all the rules: the core's entry point.
 
 ``bytes -> parse_raw_event -> resolve_device -> enrich_event(state, ...) -> (state, messages)``
+
+:func:`enrich_event` is the rules in the order they apply; each step lives in the module of
+its rule family (delivery, timestamps, identity, context, messages, profiles).
 """
 
 from __future__ import annotations
@@ -10,42 +13,24 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-import orjson
-
-from enrichers.context import build_context, fill_context_traits
-from enrichers.identity import DeviceRef, Identity, apply_identity
-from enrichers.ids import derived_message_id, message_id_digest, new_visitor_device_key
+from enrichers.context import CallContext, build_context, fill_context_traits
+from enrichers.delivery import (
+    Delivery,
+    Source,
+    already_applied,
+    applied_through,
+    delivery_of,
+    is_retry,
+    recent_after,
+)
+from enrichers.devices import DeviceRef
+from enrichers.identity import Identity, apply_identity
 from enrichers.messages import build_warehouse_message, split_outputs
 from enrichers.policy import Policy
-from enrichers.profiles import GroupProfileUpdate, UserProfileUpdate
-from enrichers.raw import RawEvent, RejectCode, Rejection
-from enrichers.state import (
-    MAX_CACHED_TRAIT_KEYS,
-    MAX_CACHED_TRAITS_BYTES,
-    RECENT_MESSAGE_IDS,
-    DeviceState,
-)
-from enrichers.timestamps import resolve_times
-from enrichers.values import id_string, is_truthy
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where a raw record came from."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: str | None
-    timestamp_ms: int
-
-    @property
-    def stream(self) -> str:
-        """The name under which a device remembers the last offset applied from here (R34)."""
-        return f"{self.topic}/{self.partition}"
-
-    def __str__(self) -> str:
-        return f"{self.topic}/{self.partition}/{self.offset}"
+from enrichers.profiles import GroupProfileUpdate, UserProfileUpdate, profile_updates
+from enrichers.raw import RawEvent
+from enrichers.state import DeviceState
+from enrichers.timestamps import EventTimes, resolve_times
 
 
 class Status(StrEnum):
@@ -53,7 +38,6 @@ class Status(StrEnum):
     CONTROL = "control"  # a control event: state only (R29)
     DUPLICATE = "duplicate"  # R33: a client retry, nothing changes
     ALREADY_APPLIED = "already_applied"  # R34: re-delivered after its state was saved
-    REJECTED = "rejected"  # valid on its own, but its state change breaks a bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,56 +49,8 @@ class EventOutcome:
     identity: Identity | None = None
     user_update: UserProfileUpdate | None = None
     group_update: GroupProfileUpdate | None = None
-    rejection: Rejection | None = None
-
-
-def resolve_message_id(event: RawEvent, source: Source) -> str:
-    """R23, R32: ``options.messageId``, else the raw one, else derived from the source."""
-    explicit = _explicit_message_id(event)
-    return (
-        explicit
-        if explicit is not None
-        else derived_message_id(source.topic, source.partition, source.offset)
-    )
-
-
-def _explicit_message_id(event: RawEvent) -> str | None:
-    for candidate in (event.options.get("messageId"), event.get("messageId")):
-        if isinstance(candidate, str) and candidate:
-            return candidate
-    return None
-
-
-def resolve_device(event: RawEvent, source: Source) -> DeviceRef:
-    """CONTRACT "Device key": the record key, else the raw anonymousId, else the raw userId,
-    else a new visitor named by the anonymousId generated for it."""
-    if source.key:
-        return DeviceRef(source.key)
-    for candidate in (event.get("anonymousId"), event.get("userId")):
-        if is_truthy(candidate):
-            key = id_string(candidate)
-            if key:
-                return DeviceRef(key)
-    return DeviceRef(new_visitor_device_key(resolve_message_id(event, source)), new_visitor=True)
-
-
-_CHANGES_TRAITS = frozenset({"identify", "group", "setUserTraits", "setGroupTraits"})
-
-
-def _oversized_cache(state: DeviceState) -> str | None:
-    for name, traits in (("user", state.utraits), ("group", state.gtraits)):
-        if not traits:
-            continue
-        if len(traits) > MAX_CACHED_TRAIT_KEYS:
-            return (
-                f"cached {name} traits would hold {len(traits)} keys, over {MAX_CACHED_TRAIT_KEYS}"
-            )
-        size = len(orjson.dumps(traits))
-        if size > MAX_CACHED_TRAITS_BYTES:
-            return (
-                f"cached {name} traits would take {size} bytes (at most {MAX_CACHED_TRAITS_BYTES})"
-            )
-    return None
+    not_cached: str | None = None
+    """R35: which traits cache (``"user"``, ``"group"``) left this event's traits out."""
 
 
 def enrich_event(
@@ -129,82 +65,32 @@ def enrich_event(
 
     ``user_traits`` holds the user profiles' traits by userId, for the context-traits policy
     (R30); it is only read when that policy is on."""
-    # R34: the device remembers the last offset applied from each source partition.
-    if state.applied.get(source.stream, -1) >= source.offset:
+    if already_applied(state, source):  # R34
         return EventOutcome(Status.ALREADY_APPLIED, state)
-    applied = {**state.applied, source.stream: source.offset}
-
-    options = event.options
-    timestamp = options.get("timestamp") or event.get("timestamp")
-    times = resolve_times(
-        event.get("receivedAt"), timestamp, event.get("sentAt"), source.timestamp_ms
-    )
-    explicit_id = _explicit_message_id(event)
-    # R33: a client retry of one of the last accepted messageIds changes nothing.
-    digest = message_id_digest(explicit_id) if explicit_id is not None else None
-    if digest is not None and digest in state.recent:
-        return EventOutcome(Status.DUPLICATE, replace(state, applied=applied))
-
-    # R1, R4: a record idle for longer than the device TTL (in event time) is absent.
-    if (
-        state.last_seen_ms is not None
-        and times.received_at_ms - state.last_seen_ms > policy.device_ttl_ms
-    ):
-        state = state.without_identity()
-
-    message_id = explicit_id or derived_message_id(source.topic, source.partition, source.offset)
-    change = apply_identity(state, event, device, message_id)
-    oversized = _oversized_cache(change.state) if event.type in _CHANGES_TRAITS else None
-    if oversized is not None:
-        # the event is dead-lettered and changes nothing; its offset counts as applied
+    delivery = delivery_of(event, source)  # R32
+    if is_retry(state, delivery):  # R33
         return EventOutcome(
-            Status.REJECTED,
-            replace(state, applied=applied),
-            rejection=Rejection(RejectCode.TOO_LARGE, oversized),
+            Status.DUPLICATE, replace(state, applied=applied_through(state, source))
         )
-    recent = state.recent if digest is None else (*state.recent, digest)[-RECENT_MESSAGE_IDS:]
-    last_seen = max(times.received_at_ms, state.last_seen_ms or times.received_at_ms)
-    new_state = replace(change.state, last_seen_ms=last_seen, recent=recent, applied=applied)
+    times = _event_times(event, source)  # R31
+    state = _expired(state, times, policy)  # R1, R4
+    change = apply_identity(state, event, device, delivery.message_id)  # R5-R22, R35
+    new_state = _delivered(change.state, state, source, delivery, times)  # R33, R34, R1
     identity = change.identity
-    if identity is None:
-        return EventOutcome(Status.CONTROL, new_state)
-
-    call = build_context(
-        event.get("context"),
-        event.get("integrations"),
-        options,
-        event.get("requestIp"),
-        policy.collect_ipv6,
-    )
-    if policy.context_traits and event.type != "identify":
-        # R30: the user profile when identified, the device's cache when anonymous
-        if identity.user_id:
-            known = (user_traits or {}).get(identity.user_id, {})
-        else:
-            known = new_state.utraits
-        fill_context_traits(call.context, known, policy.context_traits)
+    if identity is None:  # R29: a control event changes state only
+        return EventOutcome(Status.CONTROL, new_state, not_cached=change.not_cached)
+    call = _call_context(event, identity, new_state, policy, user_traits)  # R23-R27, R30
     enrichment = {
         "device": device.key,
         "source": str(source),
         "restored": identity.anonymous_id_source == "stored" or identity.user_id_restored,
         "policy": policy.fingerprint,
     }
-    warehouse, destinations = split_outputs(
-        build_warehouse_message(event, identity, call, times, message_id, enrichment), policy
-    )
-    user_update = None
-    if identity.user_id:
-        user_update = UserProfileUpdate(
-            identity.user_id,
-            identity.anonymous_id,
-            times.received_at_ms,
-            identity.traits if event.type == "identify" else None,
-        )
-    group_update = None
-    if event.type == "group" and identity.group_id:
-        group_update = GroupProfileUpdate(
-            identity.group_id, identity.traits or {}, times.received_at_ms
-        )
+    if change.not_cached is not None:  # R35: marked
+        enrichment["traitsNotCached"] = change.not_cached
+    message = build_warehouse_message(event, identity, call, times, delivery.message_id, enrichment)
+    warehouse, destinations = split_outputs(message, policy)  # R25, R28, R29
+    user_update, group_update = profile_updates(event, identity, times.received_at_ms)
     return EventOutcome(
         Status.MESSAGE,
         new_state,
@@ -213,4 +99,64 @@ def enrich_event(
         identity,
         user_update,
         group_update,
+        change.not_cached,
     )
+
+
+def _event_times(event: RawEvent, source: Source) -> EventTimes:
+    """R31, with R23's ``options.timestamp`` over the raw one."""
+    timestamp = event.options.get("timestamp") or event.get("timestamp")
+    return resolve_times(
+        event.get("receivedAt"), timestamp, event.get("sentAt"), source.timestamp_ms
+    )
+
+
+def _expired(state: DeviceState, times: EventTimes, policy: Policy) -> DeviceState:
+    """R1, R4: a record idle for longer than the device TTL (in event time) is absent."""
+    if (
+        state.last_seen_ms is not None
+        and times.received_at_ms - state.last_seen_ms > policy.device_ttl_ms
+    ):
+        return state.without_identity()
+    return state
+
+
+def _delivered(
+    changed: DeviceState,
+    before: DeviceState,
+    source: Source,
+    delivery: Delivery,
+    times: EventTimes,
+) -> DeviceState:
+    """The changed state with the delivery remembered: the fence (R34), the messageId window
+    (R33) and the last time the device was seen (R1)."""
+    last_seen = max(times.received_at_ms, before.last_seen_ms or times.received_at_ms)
+    return replace(
+        changed,
+        last_seen_ms=last_seen,
+        recent=recent_after(before, delivery),
+        applied=applied_through(before, source),
+    )
+
+
+def _call_context(
+    event: RawEvent,
+    identity: Identity,
+    state: DeviceState,
+    policy: Policy,
+    user_traits: Mapping[str, Mapping[str, Any]] | None,
+) -> CallContext:
+    """R23-R27: the message's context and integrations; R30: context traits when on."""
+    call = build_context(
+        event.get("context"),
+        event.get("integrations"),
+        event.options,
+        event.get("requestIp"),
+        policy.collect_ipv6,
+    )
+    if policy.context_traits and event.type != "identify":
+        # R30: the user profile when identified, the device's cache when anonymous
+        profiles = user_traits or {}
+        known = profiles.get(identity.user_id, {}) if identity.user_id else state.utraits
+        fill_context_traits(call.context, known, policy.context_traits)
+    return call

@@ -6,25 +6,18 @@ state and, for message events, the identity fields of the message.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from enrichers.bounds import bounded_cache
+from enrichers.devices import DeviceRef
 from enrichers.ids import generated_anonymous_id
 from enrichers.raw import RawEvent
 from enrichers.state import DeviceState
 from enrichers.values import id_string, is_truthy, visible
 
 AnonymousIdSource = Literal["call", "stored", "generated"]
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceRef:
-    """The device an event belongs to (CONTRACT "Device key"). ``new_visitor`` when the key was
-    generated: then it is also the anonymousId of the device's first event."""
-
-    key: str
-    new_visitor: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +38,8 @@ class Identity:
 class IdentityChange:
     state: DeviceState
     identity: Identity | None
+    not_cached: str | None = None
+    """R35: ``"user"`` or ``"group"`` when the call's traits were left out of that cache."""
 
 
 def explicit_anonymous_id(event: RawEvent) -> str | None:
@@ -66,17 +61,31 @@ def _store_user_id(state: DeviceState, new_id: str | None) -> tuple[DeviceState,
 
 def _cached_traits(
     cached: Mapping[str, Any], stored_id: str | None, call_id: str | None, call: Any
-) -> Mapping[str, Any]:
+) -> tuple[Mapping[str, Any], Mapping[str, Any], bool]:
     """R16 (and R20 for groups): merge into the cache while the stored id is absent or the same,
-    else replace it. ``null`` or absent traits count as ``{}``."""
+    else replace it. ``null`` or absent traits count as ``{}``. Returns the cache to keep, the
+    traits of the message (the whole cache; the call's own when R35 left them out of it) and
+    whether they were left out."""
     traits = call or {}
-    if visible(stored_id) is None or visible(stored_id) == call_id:
-        return {**cached, **traits}
-    return dict(traits)
+    merged = visible(stored_id) is None or visible(stored_id) == call_id
+    updated = {**cached, **traits} if merged else dict(traits)
+    kept, left_out = bounded_cache(cached, updated, merged)
+    return kept, (dict(traits) if left_out else updated), left_out
 
 
-def _apply_control(state: DeviceState, event: RawEvent) -> DeviceState:
+def _apply_control(state: DeviceState, event: RawEvent) -> IdentityChange:
     value = event.get("value")
+    # R18 (R20 for groups): replaces the cache; {} or null clears it; R35: not beyond the bound
+    if event.type == "setUserTraits":
+        traits, left_out = bounded_cache(state.utraits, dict(value or {}), True)
+        return IdentityChange(replace(state, utraits=traits), None, "user" if left_out else None)
+    if event.type == "setGroupTraits":
+        traits, left_out = bounded_cache(state.gtraits, dict(value or {}), True)
+        return IdentityChange(replace(state, gtraits=traits), None, "group" if left_out else None)
+    return IdentityChange(_apply_other_control(state, event, value), None)
+
+
+def _apply_other_control(state: DeviceState, event: RawEvent, value: Any) -> DeviceState:
     match event.type:
         case "reset":  # R10
             return state.without_identity()
@@ -88,12 +97,8 @@ def _apply_control(state: DeviceState, event: RawEvent) -> DeviceState:
             return replace(state, aid=id_string(value) or None)
         case "setUserId":  # R13
             return _store_user_id(state, id_string(value))[0]
-        case "setUserTraits":  # R18: replaces; {} or null clears
-            return replace(state, utraits=dict(value or {}))
         case "setGroupId":  # R20 mirrors R13, without rotation
             return replace(state, gid=id_string(value))
-        case "setGroupTraits":  # R20 mirrors R18
-            return replace(state, gtraits=dict(value or {}))
     raise AssertionError(f"not a control type: {event.type}")
 
 
@@ -102,32 +107,37 @@ def apply_identity(
 ) -> IdentityChange:
     """Apply one event's identity rules to ``state``."""
     if event.is_control:
-        return IdentityChange(_apply_control(state, event), None)
+        return _apply_control(state, event)
 
     stored_aid = state.aid
     rotated = False
     traits: Mapping[str, Any] | None = None
     group_id: str | None = None
+    not_cached: str | None = None
     if event.type == "identify":
         # R11: the given id (numbers as strings, "" counts), else the stored visible id.
         call_id = id_string(event.get("userId"))
         if call_id is None:
             call_id = visible(state.uid)
-        utraits = _cached_traits(state.utraits, state.uid, call_id, event.get("traits"))
+        utraits, traits, left_out = _cached_traits(
+            state.utraits, state.uid, call_id, event.get("traits")
+        )
         if is_truthy(call_id):  # R12, R14: only a truthy id is stored
             state, rotated = _store_user_id(state, call_id)
         state = replace(state, utraits=utraits)
-        traits = utraits
+        not_cached = "user" if left_out else None
     elif event.type == "group":
         # R20: R11, R12's storing step (never a rotation) and R16 on the group.
         call_gid = id_string(event.get("groupId"))
         if call_gid is None:
             call_gid = visible(state.gid)
-        gtraits = _cached_traits(state.gtraits, state.gid, call_gid, event.get("traits"))
+        gtraits, traits, left_out = _cached_traits(
+            state.gtraits, state.gid, call_gid, event.get("traits")
+        )
         if is_truthy(call_gid):
             state = replace(state, gid=call_gid)
         state = replace(state, gtraits=gtraits)
-        traits = gtraits
+        not_cached = "group" if left_out else None
         group_id = visible(state.gid)
 
     # R6 (after R11-R13 for identify and group, R7): an explicit anonymousId is stored.
@@ -170,6 +180,7 @@ def apply_identity(
             previous_id=previous_id,
             rotated=rotated,
         ),
+        not_cached,
     )
 
 
@@ -186,3 +197,14 @@ def _message_user_id(state: DeviceState, event: RawEvent) -> tuple[str | None, b
         called = event.type == "identify" and id_string(event.get("userId")) == stored
         return stored, not called
     return id_string(event.options.get("userId")), False
+
+
+def user_ids_named(event: RawEvent, state: DeviceState) -> Iterator[str]:
+    """Every userId a message of this event on this device may carry (R15, R22): the stored
+    one, and the ones given on the call (top level or ``options.userId``)."""
+    if state.uid:
+        yield state.uid
+    for candidate in (event.get("userId"), event.options.get("userId")):
+        user_id = id_string(candidate)
+        if user_id:
+            yield user_id

@@ -77,11 +77,22 @@ def ip_version(value: str) -> int | None:
         return None
 
 
-def truncate_ip(value: str, v4_bits: int, v6_bits: int) -> str:
-    """R28 ``truncate``: zero the host bits; the result is a valid address."""
+def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address ``value`` names, an IPv6 zone index (``fe80::1%eth0``) dropped (R28);
+    None for anything else."""
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        return ipaddress.IPv6Address(int(address))
+    return address
+
+
+def truncate_ip(value: str, v4_bits: int, v6_bits: int) -> str:
+    """R28 ``truncate``: zero the host bits; the result is a valid address."""
+    address = _address(value)
+    if address is None:
         return value
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         # an IPv4 client seen through an IPv6 socket: its IPv4 part is truncated as IPv4
@@ -92,17 +103,17 @@ def truncate_ip(value: str, v4_bits: int, v6_bits: int) -> str:
 
 
 def mask_ip(value: str, v4_octets: int, v6_groups: int) -> str:
-    """R28 ``mask``: the last N IPv4 octets or IPv6 groups (of the expanded form) become ``x``;
-    an IPv4-mapped IPv6 address masks octets of its IPv4 part."""
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
+    """R28 ``mask``: the last N IPv4 octets or IPv6 groups become ``x``, in the expanded form
+    (all 8 groups, without leading zeros, as Snowplow writes it); an IPv4-mapped IPv6 address
+    masks octets of its IPv4 part."""
+    address = _address(value)
+    if address is None:
         return value
     if isinstance(address, ipaddress.IPv4Address):
         return _mask_octets(str(address), v4_octets)
     if address.ipv4_mapped is not None:
         return "::ffff:" + _mask_octets(str(address.ipv4_mapped), v4_octets)
-    groups = address.exploded.split(":")
+    groups = [f"{int(group, 16):x}" for group in address.exploded.split(":")]
     kept = len(groups) - min(v6_groups, len(groups))
     return ":".join(groups[:kept] + ["x"] * (len(groups) - kept))
 

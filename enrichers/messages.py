@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from enrichers.context import CallContext, reaches_destinations
+from enrichers.context import CallContext
 from enrichers.identity import Identity
 from enrichers.ip import apply_ip_policy
 from enrichers.policy import Policy
 from enrichers.raw import RawEvent
+from enrichers.routing import reaches_destinations
 from enrichers.timestamps import EventTimes
 
 _PAYLOAD_FIELDS: dict[str, tuple[str, ...]] = {

@@ -1,11 +1,17 @@
-"""Profile updates (SPEC "State"): what one message contributes to the user and group
-profiles. The shell merges them into Redis; they are idempotent (later values win)."""
+"""User and group profiles (SPEC "State"): what one message contributes to them, and the one
+definition of how contributions merge. The shell applies merges to Redis atomically
+(``streams/state/lua/merge_profiles.lua`` applies exactly :meth:`ProfileMerge.add`'s result);
+merges are idempotent (traits shallow, later values win; first/last seen are min/max;
+anonymousIds by last seen)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
+
+from enrichers.identity import Identity
+from enrichers.raw import RawEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,3 +29,56 @@ class GroupProfileUpdate:
     group_id: str
     traits: Mapping[str, Any]
     seen_ms: int
+
+
+def profile_updates(
+    event: RawEvent, identity: Identity, seen_ms: int
+) -> tuple[UserProfileUpdate | None, GroupProfileUpdate | None]:
+    """What a message tells the profiles: every identified message links its anonymousId to
+    the user, an identify brings its traits (the whole cache, R16), a group its group traits."""
+    user = None
+    if identity.user_id:
+        traits = identity.traits if event.type == "identify" else None
+        user = UserProfileUpdate(identity.user_id, identity.anonymous_id, seen_ms, traits)
+    group = None
+    if event.type == "group" and identity.group_id:
+        group = GroupProfileUpdate(identity.group_id, identity.traits or {}, seen_ms)
+    return user, group
+
+
+def merge_traits(profile: MutableMapping[str, Any], traits: Mapping[str, Any] | None) -> None:
+    """A profile's traits take a message's traits shallowly: later values win."""
+    if traits:
+        profile.update(traits)
+
+
+@dataclass
+class ProfileMerge:
+    """One profile's updates from one batch, coalesced in event order."""
+
+    first_seen_ms: int
+    last_seen_ms: int
+    anonymous_ids: dict[str, int] = field(default_factory=dict)
+    traits: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, seen_ms: int, anonymous_id: str | None, traits: Mapping[str, Any] | None) -> None:
+        self.first_seen_ms = min(self.first_seen_ms, seen_ms)
+        self.last_seen_ms = max(self.last_seen_ms, seen_ms)
+        if anonymous_id is not None:
+            self.anonymous_ids[anonymous_id] = max(seen_ms, self.anonymous_ids.get(anonymous_id, 0))
+        merge_traits(self.traits, traits)
+
+
+def coalesce_profiles(
+    users: Iterable[UserProfileUpdate], groups: Iterable[GroupProfileUpdate]
+) -> tuple[dict[str, ProfileMerge], dict[str, ProfileMerge]]:
+    """A batch's profile updates as one merge per profile."""
+    user_merges: dict[str, ProfileMerge] = {}
+    for update in users:
+        merge = user_merges.setdefault(update.user_id, ProfileMerge(update.seen_ms, update.seen_ms))
+        merge.add(update.seen_ms, update.anonymous_id, update.traits)
+    group_merges: dict[str, ProfileMerge] = {}
+    for group in groups:
+        merge = group_merges.setdefault(group.group_id, ProfileMerge(group.seen_ms, group.seen_ms))
+        merge.add(group.seen_ms, None, group.traits)
+    return user_merges, group_merges

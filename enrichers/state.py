@@ -10,10 +10,6 @@ from typing import Any, Final
 RECENT_MESSAGE_IDS: Final = 64
 """R33: how many accepted messageIds per device are remembered for duplicate detection."""
 
-MAX_CACHED_TRAIT_KEYS: Final = 256
-MAX_CACHED_TRAITS_BYTES: Final = 32 * 1024
-"""Bounds of a device's cached user or group traits: the identify and group messages carry the
-whole cache (R16, R20), so it may not outgrow Segment's 32 KB message limit."""
 
 _EMPTY: Final[Mapping[str, Any]] = {}
 
@@ -32,6 +28,10 @@ class DeviceState:
     recent: tuple[int, ...] = ()
     generated: int = 0
     applied: Mapping[str, int] = field(default_factory=dict)
+    version: int = field(default=0, compare=False)
+    """The stored record's version when it was loaded (0: none); the shell saves only over that
+    version (R34: two workers never overwrite each other's change of one device). The rules
+    carry it along unchanged."""
 
     def without_identity(self) -> DeviceState:
         """R3, R4, R10: empty ids and traits; keep the bookkeeping."""

@@ -2,31 +2,57 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
+MIN_MS: Final = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _MILLISECOND
+"""0001-01-01T00:00:00.000Z: the first millisecond written (R31)."""
+MAX_MS: Final = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // _MILLISECOND
+"""9999-12-31T23:59:59.999Z: the last."""
 
 
 def parse_iso_ms(text: Any) -> int | None:
-    """Epoch milliseconds of an ISO-8601 string, or None when it is not one. A time without a
-    zone is taken as UTC."""
+    """Epoch milliseconds of an ISO-8601 date-time (or date: its midnight) in years 0001-9999
+    UTC, or None when it is not one. No zone means UTC; any number of fraction digits is
+    accepted and truncated to milliseconds; ``24:00`` is the end of the day (R31)."""
     if not isinstance(text, str) or not text:
         return None
+    moment: datetime | None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        return None
+        moment = _end_of_day(text)
+        if moment is None:
+            return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _MILLISECOND
+    epoch_ms = (moment - _EPOCH) // _MILLISECOND
+    return epoch_ms if MIN_MS <= epoch_ms <= MAX_MS else None
+
+
+_END_OF_DAY = re.compile(r"^(.+)T24(?::?00(?::?00(?:[.,]0+)?)?)?(Z|[+-]\d\d(?::?\d\d)?)?$")
+
+
+def _end_of_day(text: str) -> datetime | None:
+    """``...T24:00[:00[.000]]``: ISO 8601's midnight at the end of a day."""
+    match = _END_OF_DAY.match(text)
+    if match is None:
+        return None
+    try:
+        start = datetime.fromisoformat(f"{match.group(1)}T00:00:00{match.group(2) or ''}")
+        return start + timedelta(days=1)
+    except (ValueError, OverflowError):
+        return None
 
 
 def format_iso_ms(epoch_ms: int) -> str:
-    """ISO-8601 UTC with milliseconds and ``Z``."""
+    """ISO-8601 UTC with milliseconds and ``Z``, the year always in four digits; ``epoch_ms``
+    must lie in years 0001-9999 (:data:`MIN_MS` to :data:`MAX_MS`)."""
     seconds, millis = divmod(epoch_ms, 1000)
     return f"{_second_prefix(seconds)}{millis:03d}Z"
 
@@ -34,8 +60,8 @@ def format_iso_ms(epoch_ms: int) -> str:
 @lru_cache(maxsize=8192)
 def _second_prefix(epoch_seconds: int) -> str:
     """``YYYY-MM-DDTHH:MM:SS.`` of a second; events of a batch share a few seconds."""
-    moment = _EPOCH + timedelta(seconds=epoch_seconds)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.")
+    m = _EPOCH + timedelta(seconds=epoch_seconds)
+    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}."
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,20 +78,22 @@ def resolve_times(
     """R31. ``receivedAt`` is the raw one when valid, else the record's timestamp. Without a raw
     ``timestamp`` the event is taken to have happened when it was received."""
     received_ms = parse_iso_ms(received_at)
-    if received_ms is None:
-        received_ms = record_timestamp_ms
+    if received_ms is None:  # a record timestamp outside years 1-9999 is held at the bounds
+        received_ms = min(max(record_timestamp_ms, MIN_MS), MAX_MS)
     original_ms = parse_iso_ms(timestamp)
     sent_ms = parse_iso_ms(sent_at)
-    if original_ms is not None and sent_ms is not None:
-        corrected = format_iso_ms(received_ms - (sent_ms - original_ms))
-    elif original_ms is not None:
-        corrected = format_iso_ms(original_ms)
-    else:
-        corrected = format_iso_ms(received_ms)
+    original: str | None
     if original_ms is not None:
+        corrected_ms = original_ms
+        if sent_ms is not None:  # clock skew: as far from receipt as it was from sending
+            skewed = received_ms - (sent_ms - original_ms)
+            if MIN_MS <= skewed <= MAX_MS:  # else no correction is made
+                corrected_ms = skewed
         original = format_iso_ms(original_ms)
-    elif isinstance(timestamp, str) and timestamp:
-        original = timestamp  # not a date: kept as the client sent it
     else:
-        original = format_iso_ms(received_ms)
-    return EventTimes(received_ms, format_iso_ms(received_ms), original, corrected)
+        corrected_ms = received_ms
+        # not a date: kept as the client sent it
+        original = timestamp if isinstance(timestamp, str) and timestamp else None
+    received = format_iso_ms(received_ms)
+    corrected = format_iso_ms(corrected_ms)
+    return EventTimes(received_ms, received, original or received, corrected)

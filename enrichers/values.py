@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 
@@ -11,10 +12,31 @@ def is_number(value: Any) -> bool:
 
 
 def js_number_string(value: int | float) -> str:
-    """``String(n)`` as JavaScript writes it for the numbers that occur as ids."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
-        return str(int(value))
-    return str(value) if isinstance(value, int) else repr(value)
+    """``String(n)`` as JavaScript writes it (ECMAScript Number::toString): the shortest digits
+    that read back as ``n``, in plain notation for exponents from -7 to 20, else as ``1e-7``,
+    ``1.5e+21``."""
+    if isinstance(value, int):
+        if abs(value) <= 2**53:  # beyond, JavaScript holds the nearest double
+            return str(value)
+        value = float(value)
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    shortest = Decimal(repr(abs(value))).normalize()  # repr: the shortest round-trip digits
+    _, digit_tuple, exponent = shortest.as_tuple()
+    assert isinstance(exponent, int)
+    digits = "".join(map(str, digit_tuple))
+    k = len(digits)
+    n = exponent + k  # value = 0.digits x 10^n
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * -n + digits
+    power = n - 1
+    mantissa = digits if k == 1 else f"{digits[0]}.{digits[1:]}"
+    return f"{sign}{mantissa}e{'+' if power > 0 else '-'}{abs(power)}"
 
 
 def id_string(value: Any) -> str | None:

@@ -157,24 +157,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"enricher: bad setting: {exc}", file=sys.stderr)
         return 2
     if args.command == "worker":
-        from streams.worker import run_worker
+        from streams.worker.run import run_worker
 
         run_worker(settings, args.loglevel)
         return 0
     if args.command == "demo":
-        from streams.demo import run_demo
+        from streams.dev.demo import run_demo
 
         return run_demo(
             settings, once=args.once, embedded_broker=not broker_configured(args.config)
         )
     if args.command == "lookup":
-        from streams.lookups import run_lookup
+        from streams.state.lookups import run_lookup
 
         return run_lookup(settings, args.kind, args.id)
     if args.command in ("replay", "import", "deadletter") or (
         args.command == "sink" and args.sink_command == "rewind"
     ):
-        from streams.operations import run_operation
+        from streams.ops.operations import run_operation
 
         return run_operation(settings, args)
     if args.command == "collector":

@@ -117,6 +117,30 @@ def _cookie_name(value: str) -> str:
     return value
 
 
+def _record_limit(value: str) -> int:
+    number = int(value)
+    if number < 64 * 1024:
+        raise ValueError("a number of bytes, at least 65536")
+    return number
+
+
+COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
+
+
+def _compression(value: str) -> str:
+    value = value.strip().lower()
+    if value not in COMPRESSION_TYPES:
+        raise ValueError(", ".join(COMPRESSION_TYPES))
+    return value
+
+
+def _dev_broker(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ("tansu", "kafka"):
+        raise ValueError("tansu or kafka")
+    return value
+
+
 def _log_format(value: str) -> str:
     value = value.strip().lower()
     if value not in ("text", "json"):
@@ -271,8 +295,29 @@ class Settings:
         10.0,
         "seconds the collector waits for the broker's acknowledgement before answering 503",
     )
+    max_record_bytes: int = _setting(
+        "ENRICHER_MAX_RECORD_BYTES",
+        _record_limit,
+        1024 * 1024,
+        "largest record written to any topic (at most the broker's message.max.bytes); a larger "
+        "output becomes a dead letter, a dead letter's payload is cut to fit",
+    )
+    output_compression: str = _setting(
+        "ENRICHER_OUTPUT_COMPRESSION",
+        _compression,
+        "none",
+        "compression of the records the worker, collector and sinks write: none, gzip, snappy, "
+        "lz4 or zstd",
+    )
     log_format: str = _setting(
         "ENRICHER_LOG_FORMAT", _log_format, "text", "text, or json: one JSON object per line"
+    )
+    dev_broker: str = _setting(
+        "ENRICHER_DEV_BROKER",
+        _dev_broker,
+        "tansu",
+        "make run / enricher demo without ENRICHER_BROKER: tansu (embedded) or kafka (local "
+        "Apache Kafka; needs Java and Maven)",
     )
     web_host: str = _setting(
         "ENRICHER_WEB_HOST",

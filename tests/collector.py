@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from streams.collector import READY_LINE
-from streams.devstack import free_port
+from streams.dev.processes import free_port
+from streams.worker.clients import topic_partitions
 from tests.pipeline import CommandProcess, OutputRecord
 
 WRITE_KEY = "test-write-key"
@@ -116,9 +117,7 @@ async def _read_matching(
     await consumer.start()
     found: list[OutputRecord] = []
     try:
-        await consumer.topics()
-        partitions = sorted(consumer.partitions_for_topic(topic) or [])
-        assigned = [TopicPartition(topic, p) for p in partitions]
+        assigned = await topic_partitions(consumer, [topic])
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
         deadline = time.monotonic() + timeout

@@ -18,10 +18,10 @@ import orjson
 import redis
 
 from enrichers import DeviceState
-from streams.devstack import free_port
-from streams.keys import KeySpace
-from streams.redis_client import connect
-from streams.store import StateStore
+from streams.dev.processes import free_port
+from streams.state.keys import KeySpace
+from streams.state.redis_client import connect
+from streams.state.store import StateStore
 from tests.pipeline import OutputRecord, Pipeline
 from tests.workload import reference_states
 

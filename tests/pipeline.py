@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.devstack import StackEndpoints, free_port
+from streams.dev.stack import StackEndpoints, free_port
+from streams.worker.clients import topic_partitions
 
 READY_LINE = "Worker ready"
 
@@ -246,13 +247,11 @@ async def read_topic(bootstrap: str, topic: str, count: int, timeout: float) -> 
     records: list[OutputRecord] = []
     try:
         deadline = time.monotonic() + timeout
-        partitions: Sequence[int] = []
-        while not partitions and time.monotonic() < deadline:
-            if topic in await consumer.topics():
-                partitions = sorted(consumer.partitions_for_topic(topic) or [])
-            if not partitions:
+        assigned: list[TopicPartition] = []
+        while not assigned and time.monotonic() < deadline:
+            assigned = await topic_partitions(consumer, [topic])
+            if not assigned:
                 await asyncio.sleep(0.2)
-        assigned = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
         while len(records) < count and time.monotonic() < deadline:

@@ -19,7 +19,8 @@ import yaml
 from streams.settings import settings_table
 from streams.sinks import sink_setting_names
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 KUBERNETES_VERSION = "1.30.0"
 SETTINGS = {name for name, _, _ in settings_table()} | set(sink_setting_names())
@@ -211,3 +212,14 @@ def test_requirements_pin_every_runtime_dependency() -> None:
     for requirement in project["dependencies"]:
         name = re.split(r"[\[<>=]", requirement)[0].lower()
         assert name in pinned, name
+
+
+def test_compose_the_tests_and_the_readme_name_the_same_kafka_version() -> None:
+    """The Kafka the tests run (streams/dev/kafka/pom.xml) is the one deployed and documented."""
+    from streams.dev.kafka import KAFKA_VERSION
+
+    pom = (ROOT / "streams" / "dev" / "kafka" / "pom.xml").read_text()
+    assert f"<kafka.version>{KAFKA_VERSION}</kafka.version>" in pom
+    compose = (DEPLOY / "compose.yaml").read_text()
+    assert f"image: apache/kafka:{KAFKA_VERSION}" in compose
+    assert f"Apache Kafka {KAFKA_VERSION}" in (ROOT / "README.md").read_text()

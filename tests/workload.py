@@ -6,18 +6,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import orjson
-
-from enrichers import (
-    DEFAULT_POLICY,
-    EMPTY_DEVICE,
-    DeviceState,
-    RawEvent,
-    Source,
-    enrich_event,
-    parse_raw_event,
-    resolve_device,
-)
+from enrichers import DeviceState
+from tests.rules import Rules, parsed
 
 
 def mixed_events(count: int, devices: int, seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
@@ -48,16 +38,16 @@ def mixed_events(count: int, devices: int, seed: int = 7) -> list[tuple[str, dic
     return events
 
 
+def messages_in(events: list[tuple[str, dict[str, Any]]]) -> int:
+    """How many of the events are message events (each has a messageId)."""
+    return sum("messageId" in body for _, body in events)
+
+
 def reference_states(
     events: list[tuple[str, dict[str, Any]]], topic: str, partition_of: dict[str, int] | None = None
 ) -> dict[str, DeviceState]:
     """The identity state per device after one clean run (bookkeeping fields left out)."""
-    states: dict[str, DeviceState] = {}
+    rules = Rules(topic=topic)
     for offset, (key, body) in enumerate(events):
-        event = parse_raw_event(orjson.dumps(body))
-        assert isinstance(event, RawEvent)
-        source = Source(topic, 0, offset, key, 0)
-        device = resolve_device(event, source)
-        outcome = enrich_event(states.get(key, EMPTY_DEVICE), event, device, source, DEFAULT_POLICY)
-        states[key] = outcome.state
-    return states
+        rules.apply(parsed(body), key, offset)
+    return rules.states

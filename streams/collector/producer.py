@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streams.collector.tracking import RawRecord
+from streams.settings import Settings
+from streams.worker.clients import new_producer
 
 
 class BrokerUnavailable(Exception):
@@ -22,19 +23,16 @@ class BrokerUnavailable(Exception):
 
 
 class RawProducer:
-    def __init__(self, bootstrap_servers: str, topic: str, ack_timeout: float) -> None:
-        self._bootstrap_servers = bootstrap_servers
-        self._topic = topic
-        self._ack_timeout = ack_timeout
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._topic = settings.topic_raw
+        self._ack_timeout = settings.collector_ack_timeout
 
     async def start(self) -> None:
         """Connect (aiokafka producers are made inside the event loop that uses them)."""
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap_servers,
-            acks="all",
+        self._producer = new_producer(
+            self._settings,
             linger_ms=1,
-            max_batch_size=1024 * 1024,
-            max_request_size=4 * 1024 * 1024,
             # records not delivered by the time the client hears 503 are dropped, not sent
             # later (a client retry would then carry them twice)
             request_timeout_ms=int(self._ack_timeout * 1000),

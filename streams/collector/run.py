@@ -14,9 +14,9 @@ from aiohttp import web
 
 from streams.collector.producer import RawProducer
 from streams.collector.server import create_collector_app
-from streams.retry import until_done
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.worker.retry import until_done
+from streams.worker.topics import ensure_topics
 
 READY_LINE: Final = "Collector ready"
 SHUTDOWN_TIMEOUT: Final = 10.0
@@ -42,9 +42,7 @@ def run_collector(settings: Settings, loglevel: str = "info") -> int:
 async def serve(settings: Settings) -> None:
     # the raw topic must exist with its partition count before the producer asks for it
     await until_done(lambda: ensure_topics(settings), "creating topics")
-    producer = RawProducer(
-        settings.bootstrap_servers, settings.topic_raw, settings.collector_ack_timeout
-    )
+    producer = RawProducer(settings)
     await until_done(producer.start, "connecting to the broker")
     runner = web.AppRunner(
         create_collector_app(settings, producer),

@@ -18,8 +18,8 @@ from typing import Any, Final
 
 import orjson
 
+from enrichers.devices import device_key
 from enrichers.raw import MESSAGE_TYPES, Rejection, validate_raw_event
-from enrichers.values import id_string, is_truthy
 
 MAX_MESSAGE_BYTES: Final = 32 * 1024
 """Segment's per-message limit; also the worker's (``too_large`` dead letters)."""
@@ -126,19 +126,6 @@ def _as_ip(text: str) -> str | None:
     return str(address)
 
 
-def device_key(message: Mapping[str, Any], device_cookie: str | None) -> str | None:
-    """CONTRACT "Device key": the first-party device cookie, else the anonymousId, else the
-    userId (numbers as strings; falsy values do not count, as in the worker)."""
-    if device_cookie:
-        return device_cookie
-    for candidate in (message.get("anonymousId"), message.get("userId")):
-        if is_truthy(candidate):
-            key = id_string(candidate)
-            if key:
-                return key
-    return None
-
-
 def shape_request(
     request: TrackingRequest,
     write_keys: Collection[str],
@@ -205,7 +192,7 @@ def _shape_message(
         return Refused(
             400, "invalid_type", f"{where}: type {message.get('type')!r} is not one of {wanted}"
         )
-    key = device_key(message, request.device_cookie)
+    key = device_key(request.device_cookie, message)
     if key is None:
         return Refused(400, "missing_id", f"{where}: a userId or an anonymousId is required")
     shaped = {name: value for name, value in defaults.items() if name not in message}

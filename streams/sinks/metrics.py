@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from streams.metrics import ConsumedPositions, PartitionOffsetsCollector, start_metrics_server
+from streams.observe.metrics import (
+    ConsumedPositions,
+    PartitionOffsetsCollector,
+    start_metrics_server,
+)
 
 
 class SinkMetrics:

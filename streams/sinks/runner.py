@@ -31,17 +31,19 @@ from aiokafka.errors import (
 )
 
 from enrichers import IpPolicy
-from enrichers.integrations import integration_enabled
 from enrichers.ip import apply_ip_policy
-from streams.deadletter import dead_letter_value
-from streams.groups import member_consumer
-from streams.records import InRecord
-from streams.retry import is_transient, until_done
+from enrichers.routing import integration_enabled
+from streams.observe.logs import failure_site
 from streams.settings import Settings, SettingsError
 from streams.sinks.base import PermanentSinkError, RetryableSinkError, Sink, SinkRecord
 from streams.sinks.metrics import SinkMetrics
 from streams.sinks.options import load_sink_config, metrics_port
 from streams.sinks.registry import load_sink
+from streams.worker.clients import new_producer
+from streams.worker.deadletter import dead_letter_value
+from streams.worker.groups import member_consumer
+from streams.worker.records import InRecord
+from streams.worker.retry import is_transient, until_done
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,19 @@ def deadletter_topic(settings: Settings, sink_name: str) -> str:
 
 def source_topic(settings: Settings, sink: type[Sink]) -> str:
     return settings.topic_warehouse if sink.source == "warehouse" else settings.topic_destinations
+
+
+class _Unusable(Exception):
+    """A consumed record the sink cannot take: dead-lettered with this code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _where(record: InRecord) -> str:
+    return f"{record.topic}/{record.partition}/{record.offset}"
 
 
 class _Stopping(Exception):
@@ -103,11 +118,12 @@ class SinkRunner:
         self._source = source_topic(settings, type(sink))
         self._obeys_all = type(sink).obeys_all_false
         self._deadletter = deadletter_topic(settings, name)
+        self._max_record_bytes = settings.max_record_bytes
 
     async def run(self) -> None:
         settings = self.settings
         await until_done(lambda: ensure_sink_topics(settings, self._deadletter), "creating topics")
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+        producer = new_producer(settings)
         await until_done(producer.start, "connecting the dead-letter producer")
         consumer = member_consumer(settings, consumer_group(settings, self.name), self._batch_max)
         self.metrics.positions.consumer = consumer
@@ -220,33 +236,44 @@ class SinkRunner:
         skipped = 0
         for record in raw:
             try:
-                message = orjson.loads(record.value) if record.value is not None else None
-            except orjson.JSONDecodeError as exc:
-                failures.append((record, "invalid_json", str(exc)))
+                prepared = self._prepare_one(record)
+            except _Unusable as problem:
+                failures.append((record, problem.code, problem.message))
                 continue
-            if not isinstance(message, dict):
-                failures.append((record, "not_an_object", "the message is not a JSON object"))
-                continue
-            if not integration_enabled(message.get("integrations"), self.name, self._obeys_all):
-                skipped += 1
-                continue
-            context = message.get("context")
-            if self._ip_policy.kind != "keep" and isinstance(context, dict):
-                context = dict(context)
-                apply_ip_policy(context, self._ip_policy)
-                message["context"] = context
-            records.append(
-                SinkRecord(
-                    message,
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    record.key,
-                    record.timestamp_ms,
+            except Exception as exc:  # a bug must not make one record a poison pill
+                log.error(
+                    "sink %s: preparing %s failed: %s; dead-lettered",
+                    self.name,
+                    _where(record),
+                    failure_site(exc),
                 )
-            )
+                failures.append((record, "sink_prepare_error", repr(exc)))
+                continue
+            if prepared is None:
+                skipped += 1
+            else:
+                records.append(prepared)
         self.metrics.count("skipped", skipped)
         return records, failures
+
+    def _prepare_one(self, record: InRecord) -> SinkRecord | None:
+        """One record for the sink, or None when ``integrations`` does not enable it."""
+        try:
+            message = orjson.loads(record.value) if record.value is not None else None
+        except orjson.JSONDecodeError as exc:
+            raise _Unusable("invalid_json", str(exc)) from None
+        if not isinstance(message, dict):
+            raise _Unusable("not_an_object", "the message is not a JSON object")
+        if not integration_enabled(message.get("integrations"), self.name, self._obeys_all):
+            return None
+        context = message.get("context")
+        if self._ip_policy.kind != "keep" and isinstance(context, dict):
+            context = dict(context)
+            apply_ip_policy(context, self._ip_policy)
+            message["context"] = context
+        return SinkRecord(
+            message, record.topic, record.partition, record.offset, record.key, record.timestamp_ms
+        )
 
     async def _write_chunk(self, chunk: list[SinkRecord]) -> list[tuple[InRecord, str, str]]:
         delay = FIRST_RETRY_DELAY
@@ -263,7 +290,7 @@ class SinkRunner:
                 return [(_in_record(r), "sink_permanent", str(exc)) for r in failed]
             except Exception as exc:
                 if not isinstance(exc, RetryableSinkError) and not is_transient(exc):
-                    raise  # a bug: stop without committing, the batch is redone after the fix
+                    return await self._isolate(chunk, exc)
                 if attempt >= self._retries:
                     log.error("sink %s: giving up after %d retries: %r", self.name, attempt, exc)
                     message = f"gave up after {attempt} retries: {exc}"
@@ -288,6 +315,27 @@ class SinkRunner:
                 self.metrics.count("written", len(chunk))
                 return []
 
+    async def _isolate(
+        self, chunk: list[SinkRecord], exc: Exception
+    ) -> list[tuple[InRecord, str, str]]:
+        """A write failed in a way the sink did not foresee (a bug, or a record it cannot
+        handle): halve the chunk until the records that fail stand alone, dead-letter those
+        (``sink_error``) and write the rest. No record stops the sink."""
+        if len(chunk) == 1:
+            where = f"{chunk[0].topic}/{chunk[0].partition}/{chunk[0].offset}"
+            log.error(
+                "sink %s: writing %s failed: %s; dead-lettered",
+                self.name,
+                where,
+                failure_site(exc),
+            )
+            return [(_in_record(chunk[0]), "sink_error", repr(exc))]
+        middle = len(chunk) // 2
+        return [
+            *await self._write_chunk(chunk[:middle]),
+            *await self._write_chunk(chunk[middle:]),
+        ]
+
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self.stopping.wait(), seconds)
@@ -303,11 +351,10 @@ class SinkRunner:
         async def send_all() -> None:
             pending = []
             for record, code, message in failures:
-                document = orjson.loads(dead_letter_value(record, code, message, now_ms))
-                document["sink"] = self.name
-                pending.append(
-                    await producer.send(self._deadletter, orjson.dumps(document), key=record.key)
+                value = dead_letter_value(
+                    record, code, message, now_ms, self._max_record_bytes, sink=self.name
                 )
+                pending.append(await producer.send(self._deadletter, value, key=record.key))
             await asyncio.gather(*pending)
 
         await until_done(send_all, "writing sink dead letters")
@@ -326,7 +373,7 @@ async def ensure_sink_topics(settings: Settings, deadletter: str) -> None:
     """The CONTRACT topics and the sink's dead-letter topic, created with the configured
     partitions before any client touches them (the embedded broker would auto-create them
     with its own count)."""
-    from streams.topics import ensure_topics
+    from streams.worker.topics import ensure_topics
 
     await ensure_topics(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)

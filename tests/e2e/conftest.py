@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.devstack import StackEndpoints
+from streams.dev.stack import StackEndpoints
 from tests.pipeline import LAUNCHED, Pipeline, stop_launched_since
 
 

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from streams.collector.tracking import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
-from streams.devstack import StackEndpoints
+from streams.dev.stack import StackEndpoints
 from tests.collector import WRITE_KEY, CollectorProcess, basic, read_matching
 from tests.pipeline import OutputRecord, Pipeline
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.devstack import DevStack
+from streams.dev.stack import DevStack
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.worker.topics import ensure_topics
 from tests.collector import CollectorProcess, read_matching
 from tests.pipeline import Pipeline
 
@@ -24,10 +24,10 @@ ACK_TIMEOUT = 3.0
 
 
 def test_a_broker_outage_gives_503_and_what_is_accepted_after_it_is_on_the_topic(
-    tmp_path: Path,
+    own_stack: DevStack, tmp_path: Path
 ) -> None:
-    stack = DevStack()  # its own broker: this test stops it
-    endpoints = stack.start()
+    stack = own_stack  # its own broker: this test stops it
+    endpoints = stack.endpoints
     topics = Pipeline(endpoints, tmp_path)
     env = {**topics.env(), "ENRICHER_COLLECTOR_ACK_TIMEOUT": str(ACK_TIMEOUT)}
     try:
@@ -51,7 +51,7 @@ def test_a_broker_outage_gives_503_and_what_is_accepted_after_it_is_on_the_topic
         assert outage.status == 503 and outage.json()["code"] == "unavailable"
         assert outage.headers["Retry-After"]
 
-        stack.start_broker()  # memory storage: the topics are gone, create them again
+        stack.start_broker()  # Tansu keeps nothing over a restart: create the topics again
         asyncio.run(ensure_topics(Settings.load(env)))
         accepted = []
         deadline = time.monotonic() + 60

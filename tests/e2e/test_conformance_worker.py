@@ -15,6 +15,7 @@ from tests.conformance import differences, load_scenarios, observed_fields, scen
 from tests.pipeline import Pipeline
 
 
+@pytest.mark.tansu_smoke
 @pytest.mark.parametrize("pipeline", ["single", "cluster"], indirect=True)
 def test_every_scenario_through_the_worker(pipeline: Pipeline) -> None:
     scenarios = load_scenarios()

@@ -4,17 +4,20 @@ in Redis equal to a clean single run. Each test prints its FAULT-TABLE row."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
-from tests.faults import RedisServer, account, wait_for_output
+from tests.faults import RedisServer, account, stored_states, wait_for_output
 from tests.pipeline import Pipeline
-from tests.workload import mixed_events
+from tests.workload import messages_in, mixed_events
 
 EVENTS = 50_000
 DEVICES = 2_000
@@ -30,11 +33,8 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
-def messages_in(events: list[tuple[str, dict[str, object]]]) -> int:
-    return sum("messageId" in body for _, body in events)
-
-
 @pytest.mark.parametrize("pipeline", ["single", "cluster"], indirect=True)
+@pytest.mark.tansu_smoke
 def test_sigkill_at_random_points(pipeline: Pipeline) -> None:
     seed = random.randrange(1_000_000)
     print(f"\nseed {seed}")
@@ -105,3 +105,58 @@ def test_redis_unreachable_for_10_seconds(pipeline: Pipeline, private_redis: Red
     worker.stop()
     retries = re.findall(r"retries=\{([^}]*)\}", worker.log())
     assert retries and retries[-1], worker.log()[-3000:]
+
+
+def test_one_devices_records_on_two_partitions_lose_no_update_with_two_workers(
+    pipeline: Pipeline,
+) -> None:
+    """R34: records without a key (CONTRACT allows them) name their device by anonymousId, so
+    one device's records land on several partitions, owned by two workers. Each worker saves a
+    device only over the version it loaded; one that finds it saved meanwhile applies its
+    events again on that state. Every identify adds a trait of its own: all must be cached."""
+    workers = [pipeline.start_worker(), pipeline.start_worker()]
+    workers[1].wait_assigned(lambda partitions: 0 < len(partitions) < 8)
+    devices, per_device = 30, 24
+    expected: dict[str, set[str]] = {}
+    concurrent = 0
+    for round_ in range(5):  # until the two workers did meet on a device (they nearly always do)
+        records: list[tuple[int, bytes]] = []
+        for n in range(per_device):
+            for d in range(devices):
+                device = f"shared-{round_}-{d}"
+                trait = f"t{n}"
+                expected.setdefault(device, set()).add(trait)
+                body = {
+                    "type": "identify",
+                    "anonymousId": device,
+                    "traits": {trait: n},
+                    "messageId": f"{device}-{n}",
+                }
+                records.append((n % 8, orjson.dumps(body)))
+        asyncio.run(produce_to_partitions(pipeline, records))
+        pipeline.read("warehouse", len(expected) * per_device, timeout=120)
+        concurrent = sum(w.get("/stats")[1]["concurrentSaves"] for w in workers)
+        if concurrent:
+            break
+    assert concurrent > 0, "the two workers never saved one device at the same time"
+    stored = stored_states(pipeline.redis_url, pipeline.app_id, sorted(expected))
+    lost = {
+        d: expected[d] - set(stored[d].utraits)
+        for d in expected
+        if expected[d] - set(stored[d].utraits)
+    }
+    assert not lost, f"lost updates: {dict(list(lost.items())[:3])}"
+
+
+async def produce_to_partitions(pipeline: Pipeline, records: list[tuple[int, bytes]]) -> None:
+    """Keyless records, each to the partition given."""
+    producer = AIOKafkaProducer(bootstrap_servers=pipeline.stack.bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        pending = [
+            await producer.send(pipeline.topic("raw"), value, partition=partition)
+            for partition, value in records
+        ]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()

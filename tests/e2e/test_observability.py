@@ -10,7 +10,7 @@ from typing import TypeVar
 import orjson
 import pytest
 
-from streams.metrics import sample_values
+from streams.observe.metrics import sample_values
 from tests.pipeline import Pipeline, WorkerProcess
 
 pytestmark = pytest.mark.e2e

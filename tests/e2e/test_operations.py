@@ -14,8 +14,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from streams.devstack import StackEndpoints
-from streams.groups import committed_offsets
+from streams.dev.stack import StackEndpoints
+from streams.worker.groups import committed_offsets
 from tests.pipeline import Pipeline
 
 pytestmark = pytest.mark.e2e

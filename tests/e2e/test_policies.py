@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.devstack import StackEndpoints
+from streams.dev.stack import StackEndpoints
 from tests.pipeline import Pipeline
 
 IP_EVENTS: list[tuple[str, dict[str, Any]]] = [

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streams.devcluster import DevCluster
+from streams.dev.cluster import DevCluster
 from tests.faults import account, wait_for_output
 from tests.pipeline import Pipeline
-from tests.workload import mixed_events
+from tests.workload import messages_in, mixed_events
 
 EVENTS = 45_000
 DEVICES = 1_000
@@ -57,10 +57,6 @@ def test_a_stale_worker_is_stopped_by_the_fence(pipeline: Pipeline, tmp_path: Pa
         f"\nstale worker: {stats['fencedWrites']} writes refused, {stats['alreadyApplied']} skipped"
     )
     assert stats["fencedWrites"] + stats["alreadyApplied"] > 0, stale.log()[-3000:]
-
-
-def messages_in(events: list[tuple[str, dict[str, object]]]) -> int:
-    return sum("messageId" in body for _, body in events)
 
 
 def test_a_cluster_outage_is_waited_out(pipeline: Pipeline, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.devstack import free_port
+from streams.dev.processes import free_port
 from tests.pipeline import Pipeline, read_topic
 from tests.sinks import SinkProcess, WebhookServer, wait_for
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from enrichers import Policy, Source, Status, enrich_event, resolve_device
-from tests.enrichers.test_enrich import raw, run
+from tests.enrichers.test_enrich import run
+from tests.rules import raw
 
 
 def only_message(**fields: Any) -> dict[str, Any]:

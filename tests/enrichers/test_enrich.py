@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
-
-import orjson
 
 from enrichers import (
     DEFAULT_POLICY,
@@ -16,38 +13,33 @@ from enrichers import (
     Source,
     Status,
     enrich_event,
-    parse_raw_event,
     resolve_device,
 )
 from enrichers.enrich import EventOutcome
 from enrichers.timestamps import parse_iso_ms
+from tests.rules import Rules, raw
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 T0 = parse_iso_ms("2024-03-01T09:00:00.000Z") or 0
 
 
-def raw(**fields: Any) -> RawEvent:
-    event = parse_raw_event(orjson.dumps(fields))
-    assert isinstance(event, RawEvent), event
-    return event
-
-
 def run(
     events: list[RawEvent],
-    key: str | None = "device-1",
+    key: str = "device-1",
     state: DeviceState = EMPTY_DEVICE,
     policy: Policy = DEFAULT_POLICY,
     first_offset: int = 0,
     partition: int = 0,
 ) -> tuple[DeviceState, list[EventOutcome]]:
-    outcomes = []
-    for offset, event in enumerate(events, start=first_offset):
-        source = Source("events.raw", partition, offset, key, T0 + offset)
-        device = resolve_device(event, source)
-        outcome = enrich_event(state, event, device, source, policy)
-        state = outcome.state
-        outcomes.append(outcome)
-    return state, outcomes
+    """Events of one device (record key ``key``) from ``state``, at offsets from
+    ``first_offset`` and times from T0."""
+    rules = Rules(policy)
+    rules.states[key] = state
+    outcomes = [
+        rules.apply(event, key, offset, T0 + offset, partition)
+        for offset, event in enumerate(events, start=first_offset)
+    ]
+    return rules.states[key], outcomes
 
 
 def test_device_is_the_record_key_when_present() -> None:
@@ -244,25 +236,42 @@ def test_enrichment_names_device_source_and_policy() -> None:
     }
 
 
-def test_cached_traits_beyond_their_bound_are_refused_and_change_nothing() -> None:
-    from enrichers.raw import RejectCode
-    from enrichers.state import MAX_CACHED_TRAIT_KEYS
+def test_r35_traits_beyond_the_cache_bound_still_give_a_message_with_the_calls_traits() -> None:
+    from enrichers.bounds import MAX_CACHED_TRAIT_KEYS
 
     half = MAX_CACHED_TRAIT_KEYS // 2 + 1
     first = raw(type="identify", userId="u", traits={f"a{i}": i for i in range(half)})
-    second = raw(type="identify", userId="u", traits={f"b{i}": i for i in range(half)})
-    state, (ok, refused) = run([first, second])
-    assert ok.status is Status.MESSAGE
-    assert refused.status is Status.REJECTED and refused.warehouse is None
-    assert refused.rejection is not None and refused.rejection.code is RejectCode.TOO_LARGE
-    assert len(state.utraits) == half  # the refused merge left the cache as it was
-    assert state.applied == {"events.raw/0": 1}  # but its offset counts as applied (R34)
+    second_traits = {f"b{i}": i for i in range(half)}
+    second = raw(type="identify", userId="u", traits=second_traits)
+    third = raw(type="identify", userId="u", traits={"plan": "pro"})
+    state, (ok, bounded, after) = run([first, second, third])
+    assert ok.status is Status.MESSAGE and ok.not_cached is None
+    assert bounded.status is Status.MESSAGE and bounded.warehouse is not None
+    assert bounded.warehouse["traits"] == second_traits  # the call's own traits
+    assert bounded.warehouse["_enrichment"]["traitsNotCached"] == "user"  # marked
+    assert bounded.not_cached == "user"  # counted by the worker
+    # the cache kept its merge of the first; later identifies still merge (traits not frozen)
+    assert after.warehouse is not None and after.warehouse["traits"]["plan"] == "pro"
+    assert len(state.utraits) == half + 1
 
 
-def test_cached_traits_over_32_kb_are_refused() -> None:
+def test_r35_a_new_user_whose_traits_exceed_the_bound_leaves_no_traits_of_the_previous() -> None:
+    big = {f"k{i}": i for i in range(300)}  # over the bound of 256 keys
+    state, (_, second) = run(
+        [
+            raw(type="identify", userId="u1", traits={"email": "one@example.com"}),
+            raw(type="identify", userId="u2", traits=big),
+        ]
+    )
+    assert second.warehouse is not None and second.warehouse["traits"] == big
+    assert state.uid == "u2" and dict(state.utraits) == {}
+
+
+def test_r35_set_traits_over_32_kb_leave_the_cache_and_group_calls_go_on() -> None:
     big = "x" * 20_000
     state, outcomes = run(
         [raw(type="setGroupTraits", value={"a": big}), raw(type="group", traits={"b": big})]
     )
-    assert [o.status for o in outcomes] == [Status.CONTROL, Status.REJECTED]
+    assert [o.status for o in outcomes] == [Status.CONTROL, Status.MESSAGE]
+    assert outcomes[1].not_cached == "group"
     assert dict(state.gtraits) == {"a": big}

@@ -11,17 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from enrichers import (
-    DEFAULT_POLICY,
-    EMPTY_DEVICE,
-    RawEvent,
     Rejection,
-    Source,
     Status,
-    enrich_event,
     parse_raw_event,
-    resolve_device,
 )
 from enrichers.raw import CONTROL_TYPES, MESSAGE_TYPES
+from tests.rules import Rules
 
 json_values = st.recursive(
     st.none()
@@ -66,10 +61,7 @@ def process(value: bytes, key: str | None) -> None:
     if isinstance(parsed, Rejection):
         assert parsed.code and parsed.message
         return
-    assert isinstance(parsed, RawEvent)
-    source = Source("events.raw", 0, 0, key, 1_700_000_000_000)
-    device = resolve_device(parsed, source)
-    outcome = enrich_event(EMPTY_DEVICE, parsed, device, source, DEFAULT_POLICY)
+    outcome = Rules().apply(parsed, key, 0, 1_700_000_000_000)
     if outcome.status is Status.MESSAGE:
         assert outcome.warehouse is not None
         message = orjson.loads(orjson.dumps(outcome.warehouse))
@@ -143,16 +135,12 @@ def test_well_typed_hostile_values_give_messages(
     sequence: list[dict[str, Any]], key: str | None
 ) -> None:
     """Valid shapes with hostile values: every message event gives a message, in sequence."""
-    state = EMPTY_DEVICE
+    rules = Rules()
     for offset, event in enumerate(sequence):
         parsed = parse_raw_event(json.dumps(event).encode())
         if isinstance(parsed, Rejection):  # e.g. a surrogate or a bad nested option type
             continue
-        source = Source("events.raw", 0, offset, key, 1_700_000_000_000)
-        outcome = enrich_event(
-            state, parsed, resolve_device(parsed, source), source, DEFAULT_POLICY
-        )
-        state = outcome.state
+        outcome = rules.apply(parsed, key, offset, 1_700_000_000_000)
         if parsed.type in MESSAGE_TYPES and outcome.status is not Status.DUPLICATE:
             assert outcome.status is Status.MESSAGE
             assert outcome.warehouse is not None

@@ -10,7 +10,8 @@ from enrichers.ip import IpPolicy, apply_ip_policy, mask_ip, truncate_ip
 V4 = "54.242.102.43"
 V6 = "2001:db8:85a3::8a2e:370:7334"
 V6_EXPANDED = "2001:0db8:85a3:0000:0000:8a2e:0370:7334"
-V6_GROUPS = V6_EXPANDED.split(":")
+V6_GROUPS = ["2001", "db8", "85a3", "0", "0", "8a2e", "370", "7334"]
+"""R28: the expanded form has all 8 groups, written without leading zeros (as Snowplow's)."""
 
 
 @pytest.mark.parametrize(
@@ -29,7 +30,9 @@ def test_mask_ipv4_every_octet_count(octets: int, expected: str) -> None:
 
 @pytest.mark.parametrize("groups", range(1, 9))
 @pytest.mark.parametrize("given", [V6, V6_EXPANDED], ids=["compressed", "expanded"])
-def test_mask_ipv6_expands_then_masks_groups(given: str, groups: int) -> None:
+def test_r28_mask_ipv6_expands_without_leading_zeros_then_masks_groups(
+    given: str, groups: int
+) -> None:
     expected = ":".join(V6_GROUPS[: 8 - groups] + ["x"] * groups)
     assert mask_ip(given, 0, groups) == expected
 
@@ -48,7 +51,27 @@ def test_mask_ipv4_mapped_masks_the_ipv4_part(given: str, octets: int, expected:
 
 def test_mask_ipv4_compatible_is_an_ipv6_address() -> None:
     # "::1.2.3.4" (deprecated IPv4-compatible) is plain IPv6: groups of the expanded form
-    assert mask_ip("::1.2.3.4", 1, 2) == "0000:0000:0000:0000:0000:0000:x:x"
+    assert mask_ip("::1.2.3.4", 1, 2) == "0:0:0:0:0:0:x:x"
+
+
+def test_r28_snowplow_example_masks_without_leading_zeros() -> None:
+    assert mask_ip("2605:2700:0:3::4713:93e3", 1, 3) == "2605:2700:0:3:0:x:x:x"
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ("mask:1:5", "fe80:0:0:x:x:x:x:x"),
+        ("truncate:24:48", "fe80::"),
+        ("keep", "fe80::1%eth0"),
+    ],
+)
+def test_r28_an_ipv6_address_with_a_zone_index_is_an_address_and_loses_the_zone(
+    policy: str, expected: str
+) -> None:
+    context: dict[str, object] = {"ip": "fe80::1%eth0"}
+    apply_ip_policy(context, IpPolicy.parse(policy))
+    assert context["ip"] == expected
 
 
 @pytest.mark.parametrize(

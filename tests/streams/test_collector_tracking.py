@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from enrichers import device_key
 from streams.collector.browser import browser_settings
 from streams.collector.tracking import (
     ENDPOINTS,
@@ -19,7 +20,6 @@ from streams.collector.tracking import (
     TrackingRequest,
     basic_auth_user,
     client_ip,
-    device_key,
     shape_request,
 )
 
@@ -133,11 +133,11 @@ def test_a_batchs_sent_at_context_and_integrations_apply_to_messages_without_the
 
 
 def test_the_record_key_is_the_device_cookie_else_the_anonymous_id_else_the_user_id() -> None:
-    assert device_key({"anonymousId": "a", "userId": "u"}, "cookie") == "cookie"
-    assert device_key({"anonymousId": "a", "userId": "u"}, None) == "a"
-    assert device_key({"anonymousId": "", "userId": "u"}, None) == "u"
-    assert device_key({"anonymousId": 0, "userId": 42}, None) == "42"
-    assert device_key({"userId": None}, None) is None
+    assert device_key("cookie", {"anonymousId": "a", "userId": "u"}) == "cookie"
+    assert device_key(None, {"anonymousId": "a", "userId": "u"}) == "a"
+    assert device_key(None, {"anonymousId": "", "userId": "u"}) == "u"
+    assert device_key(None, {"anonymousId": 0, "userId": 42}) == "42"
+    assert device_key(None, {"userId": None}) is None
     [(key, _)] = accepted(shape("page", {"anonymousId": "a", "userId": "u"}, basic(KEY)))
     assert key == b"a"
 

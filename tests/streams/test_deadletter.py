@@ -6,9 +6,10 @@ import base64
 import hashlib
 
 import orjson
+import pytest
 
-from streams.deadletter import MAX_PAYLOAD_BYTES, dead_letter_value
-from streams.records import InRecord
+from streams.worker.deadletter import dead_letter_value
+from streams.worker.records import InRecord, OutRecord, fits
 
 
 def letter(value: bytes | None, key: bytes | None = b"k") -> dict[str, object]:
@@ -40,13 +41,26 @@ def test_bytes_that_are_not_utf8_are_kept_in_base64() -> None:
     assert base64.b64decode(str(document["payload"])) == b"\xff\xfe{"
 
 
-def test_oversized_payload_is_cut_with_its_size_hash_and_source() -> None:
-    value = b"a" * (2 * MAX_PAYLOAD_BYTES)
-    record = InRecord("events.raw", 0, 9, None, value, 0)
-    encoded = dead_letter_value(record, "too_large", "big", 0)
+LIMIT = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"a" * 2 * LIMIT, b"\x01" * 900_000, b'"' * 900_000, b"\xff" * 900_000],
+    ids=["plain", "control-bytes", "quotes", "not-utf8"],
+)
+def test_a_dead_letter_never_exceeds_the_record_limit_whatever_its_payload_inflates_to(
+    value: bytes,
+) -> None:
+    record = InRecord("events.raw", 0, 9, b"device-key", value, 0)
+    encoded = dead_letter_value(record, "too_large", "big", 0, LIMIT)
+    assert fits(OutRecord("events.deadletter", record.key, encoded), LIMIT)
     document = orjson.loads(encoded)
-    assert len(encoded) < 1_000_000
-    assert document["payload"] == "a" * MAX_PAYLOAD_BYTES
+    if document["payloadEncoding"] == "base64":
+        kept = base64.b64decode(document["payload"])
+    else:
+        kept = document["payload"].encode("utf-8")
+    assert value.startswith(kept) and len(kept) > LIMIT // 8  # as much as fits is kept
     assert document["payloadTruncated"] is True
     assert document["payloadBytes"] == len(value)
     assert document["payloadSha256"] == hashlib.sha256(value).hexdigest()

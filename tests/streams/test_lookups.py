@@ -9,10 +9,10 @@ import uuid
 import pytest
 
 from enrichers import DeviceState
-from streams.keys import KeySpace
-from streams.lookups import Lookups
-from streams.redis_client import connect
-from streams.store import DeviceWrite, StateStore
+from streams.state.keys import KeySpace
+from streams.state.lookups import Lookups
+from streams.state.redis_client import connect
+from streams.state.store import DeviceWrite, StateStore
 
 HOSTILE = ["", "*", "d1}", "{d1}", "d1}:x", "%7Bd1%7D", "d1\n", ":device:{d1}", "../d1"]
 

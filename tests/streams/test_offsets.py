@@ -1,16 +1,19 @@
-"""Partition ends and time offsets found from records, on the real (embedded) broker, whose
-watermarks and offsets_for_times cannot be trusted (GUIDE.md)."""
+"""Partition ends and time offsets: from the broker's answers on Apache Kafka, found from the
+records on a broker that answers wrongly (Tansu: its watermarks and offsets_for_times cannot be
+trusted). Every test runs on both brokers."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 
+import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.devstack import StackEndpoints
-from streams.offsets import (
+from streams.dev.stack import StackEndpoints
+from streams.ops.offsets import (
+    broker_answers,
     log_end,
     log_ends,
     offset_for_time,
@@ -18,6 +21,8 @@ from streams.offsets import (
     probe_consumer,
     read_ranges,
 )
+
+pytestmark = pytest.mark.tansu_smoke
 
 
 async def _topic_with_records(stack: StackEndpoints, counts: list[int]) -> str:
@@ -71,5 +76,22 @@ def test_offset_for_time_is_the_first_record_at_or_after_it(stack: StackEndpoint
                 for m in messages
             ]
             assert records == list(range(290, 300))
+
+    asyncio.run(check())
+
+
+def test_the_broker_is_probed_and_its_answers_used_where_they_are_right(
+    stack: StackEndpoints,
+) -> None:
+    async def check() -> None:
+        topic = await _topic_with_records(stack, [40])
+        async with probe_consumer(stack.bootstrap) as consumer:
+            tp = TopicPartition(topic, 0)
+            answers = await broker_answers(consumer, tp)
+            assert await log_end(consumer, tp) == 40  # whichever path the verdict chose
+        if stack.broker == "tansu":  # offset 0 and timestamp -1 for every time
+            assert not answers.by_time
+        else:
+            assert answers.by_time and answers.watermarks
 
     asyncio.run(check())

@@ -10,11 +10,11 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 
-from streams.batch import Counters
-from streams.diffing import ABSENT, TopicDiff, field_differences
-from streams.logs import JsonFormatter, batch_context
-from streams.metrics import WorkerMetrics, sample_values
-from streams.offsets import parse_time
+from streams.observe.logs import JsonFormatter, batch_context
+from streams.observe.metrics import WorkerMetrics, sample_values
+from streams.ops.diffing import ABSENT, TopicDiff, field_differences
+from streams.ops.offsets import parse_time
+from streams.worker.batch import Counters
 
 
 def test_times_are_iso_epoch_ms_or_ago() -> None:
@@ -54,7 +54,7 @@ def test_topic_diff_counts_fields_and_keeps_a_few_examples() -> None:
 def test_json_log_lines_carry_the_batch_partition_and_offset() -> None:
     formatter = JsonFormatter()
     record = logging.LogRecord(
-        "streams.batch", logging.WARNING, __file__, 1, "slow %s", ("x",), None
+        "streams.worker.batch", logging.WARNING, __file__, 1, "slow %s", ("x",), None
     )
     tp = TopicPartition("events.raw", 3)
     messages = [SimpleNamespace(offset=10), SimpleNamespace(offset=12)]
@@ -93,8 +93,8 @@ def test_metrics_read_the_counters_at_scrape_time() -> None:
 def test_partition_offsets_can_be_exported_under_a_sinks_name_over_http() -> None:
     from prometheus_client import CollectorRegistry
 
-    from streams.devstack import free_port
-    from streams.metrics import PartitionOffsetsCollector, start_metrics_server
+    from streams.dev.processes import free_port
+    from streams.observe.metrics import PartitionOffsetsCollector, start_metrics_server
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(

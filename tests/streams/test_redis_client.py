@@ -15,11 +15,11 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from streams.devcluster import DevCluster
-from streams.devstack import DevStack
-from streams.redis_client import cluster_answers, cluster_seeds, connect, is_cluster
-from streams.retry import is_transient
+from streams.dev.cluster import DevCluster
+from streams.dev.stack import DevStack
 from streams.settings import Settings
+from streams.state.redis_client import cluster_answers, cluster_seeds, connect, is_cluster
+from streams.worker.retry import is_transient
 
 
 def test_a_cluster_url_is_a_valid_setting() -> None:

@@ -12,11 +12,11 @@ import orjson
 import pytest
 
 from enrichers import IpPolicy
-from streams.records import InRecord
 from streams.settings import Settings
 from streams.sinks import PermanentSinkError, RetryableSinkError, Sink, SinkRecord
 from streams.sinks.options import COMMON_OPTIONS
 from streams.sinks.runner import SinkRunner, consumer_group, deadletter_topic, source_topic
+from streams.worker.records import InRecord
 
 
 class Collect(Sink):
@@ -140,10 +140,53 @@ def test_a_permanent_error_dead_letters_the_records_it_names_without_retrying() 
     assert run.metrics.totals["written"] == 2
 
 
-def test_an_unexpected_error_is_not_swallowed() -> None:
-    run, _ = flaky_runner([KeyError("bug")])
-    with pytest.raises(KeyError):
-        asyncio.run(run._write_chunk(chunk("a")))
+class Picky(Flaky):
+    """Fails in a way no sink foresees on every chunk holding the message ``bad``."""
+
+    async def write(self, batch: Sequence[SinkRecord]) -> None:
+        self.calls += 1
+        if any(r.message_id == "bad" for r in batch):
+            raise KeyError("bug")
+        self.written.extend(r.message_id for r in batch)
+
+
+def test_a_record_the_sink_cannot_write_is_isolated_and_dead_lettered_the_rest_written() -> None:
+    config = {option.name: option.default for option in COMMON_OPTIONS}
+    sink = Picky(config, [])
+    run = SinkRunner(Settings(), "flaky", sink)
+    failures = asyncio.run(run._write_chunk(chunk("a", "b", "bad", "c", "d")))
+    assert [(r.offset, code) for r, code, _ in failures] == [(2, "sink_error")]
+    assert sorted(str(m) for m in sink.written) == ["a", "b", "c", "d"]
+
+
+def test_a_record_that_cannot_be_prepared_is_dead_lettered_and_the_batch_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import streams.sinks.runner as runner_module
+
+    def broken(context: dict[str, object], policy: IpPolicy) -> None:
+        if context.get("ip") == "boom":
+            raise ValueError("a bug in a policy")
+
+    monkeypatch.setattr(runner_module, "apply_ip_policy", broken)
+    sink = runner(ip_policy=IpPolicy.parse("mask"))
+    records, failures = sink.prepare(
+        [
+            record(0, {"messageId": "a", "context": {"ip": "1.2.3.4"}}),
+            record(1, {"messageId": "b", "context": {"ip": "boom"}}),
+            record(2, {"messageId": "c", "context": {}}),
+        ]
+    )
+    assert [r.message_id for r in records] == ["a", "c"]
+    assert [(r.offset, code) for r, code, _ in failures] == [(1, "sink_prepare_error")]
+
+
+def test_a_zoned_ipv6_address_under_a_sinks_mask_is_masked_not_a_poison_pill() -> None:
+    sink = runner(ip_policy=IpPolicy.parse("mask"))
+    records, failures = sink.prepare(
+        [record(0, {"messageId": "z", "context": {"ip": "fe80::1%eth0"}})]
+    )
+    assert failures == [] and records[0].message["context"]["ip"] == "fe80:0:0:x:x:x:x:x"
 
 
 class LateStart(Flaky):

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 
 import orjson
@@ -15,11 +16,11 @@ from redis.asyncio.connection import Connection
 from redis.crc import key_slot
 
 from enrichers import DeviceState, UserProfileUpdate
-from enrichers.profiles import GroupProfileUpdate
-from streams.devstack import StackEndpoints
-from streams.keys import KeySpace
-from streams.redis_client import RedisClient, connect
-from streams.store import DeviceWrite, StateStore, coalesce_profiles
+from enrichers.profiles import GroupProfileUpdate, coalesce_profiles
+from streams.dev.stack import StackEndpoints
+from streams.state.keys import KeySpace
+from streams.state.redis_client import RedisClient, connect
+from streams.state.store import DeviceWrite, SaveResult, StateStore
 
 T = TypeVar("T")
 
@@ -118,8 +119,8 @@ def test_r34_fence_refuses_a_stale_write(redis_url: str) -> None:
 
     async def body(store: StateStore, _: RedisClient) -> tuple[int, DeviceState]:
         await store.save([DeviceWrite("d", state(10))], {"d": {"raw/0": 10}}, {}, {})
-        refused = await store.save([DeviceWrite("d", state(7))], {"d": {"raw/0": 7}}, {}, {})
-        return refused, (await store.load_devices(["d"]))["d"]
+        saved = await store.save([DeviceWrite("d", state(7))], {"d": {"raw/0": 7}}, {}, {})
+        return saved.refused, (await store.load_devices(["d"]))["d"]
 
     refused, stored = with_store(redis_url, body)
     assert refused == 1
@@ -136,10 +137,10 @@ def test_r34_fence_holds_per_device_in_a_batch_spanning_slots(redis_url: str) ->
         await store.save(
             [DeviceWrite(k, state(20)) for k in newer], {k: {"raw/0": 20} for k in newer}, {}, {}
         )
-        refused = await store.save(
+        saved = await store.save(
             [DeviceWrite(k, state(15)) for k in keys], {k: {"raw/0": 15} for k in keys}, {}, {}
         )
-        return refused, await store.load_devices(keys)
+        return saved.refused, await store.load_devices(keys)
 
     refused, stored = with_store(redis_url, body)
     assert len({key_slot(KeySpace("x").device(f"d{n}").encode()) for n in range(20)}) > 1
@@ -198,3 +199,46 @@ def test_keys_of_one_profile_share_a_cluster_slot() -> None:
     keys = KeySpace("app")
     for user_id in ("u1", "we{ird}", "a}b", ""):
         assert len({key_slot(k.encode()) for k in keys.user(user_id)}) == 1
+
+
+def test_r34_a_device_saved_by_another_worker_since_it_was_loaded_is_not_overwritten(
+    redis_url: str,
+) -> None:
+    """Records of one device on two partitions, two workers: each loaded version 1; the first
+    save wins, the second is a conflict (to be applied again), never a lost update."""
+
+    async def body(store: StateStore, _: RedisClient) -> tuple[SaveResult, SaveResult, DeviceState]:
+        await store.save([DeviceWrite("d", state(1))], {"d": {"raw/0": 1}}, {}, {})
+        loaded = (await store.load_devices(["d"]))["d"]
+        first = DeviceState(aid="a", utraits={"from": "p0"}, applied={"raw/0": 2})
+        second = DeviceState(aid="a", utraits={"from": "p1"}, applied={"raw/0": 1, "raw/1": 9})
+        first_saved = await store.save(
+            [DeviceWrite("d", replace(first, version=loaded.version))], {"d": {"raw/0": 2}}, {}, {}
+        )
+        second_saved = await store.save(
+            [DeviceWrite("d", replace(second, version=loaded.version))],
+            {"d": {"raw/1": 9}},
+            {},
+            {},
+        )
+        return first_saved, second_saved, (await store.load_devices(["d"]))["d"]
+
+    first, second, stored = with_store(redis_url, body)
+    assert first == SaveResult()
+    assert second.conflicts == {"d"} and second.refused == 0
+    assert dict(stored.utraits) == {"from": "p0"} and stored.version == 2
+
+
+def test_r34_a_device_deleted_since_it_was_loaded_is_a_conflict(redis_url: str) -> None:
+    async def body(store: StateStore, client: RedisClient) -> SaveResult:
+        await store.save([DeviceWrite("d", state(1))], {"d": {"raw/0": 1}}, {}, {})
+        loaded = (await store.load_devices(["d"]))["d"]
+        await client.delete(store.keys.device("d"))
+        return await store.save(
+            [DeviceWrite("d", replace(state(2), version=loaded.version))],
+            {"d": {"raw/0": 2}},
+            {},
+            {},
+        )
+
+    assert with_store(redis_url, body).conflicts == {"d"}

@@ -1,0 +1,241 @@
+"""Device state and profiles in Redis or Redis Cluster: one round trip per Redis server to
+load a batch's devices, one to save them and merge the batch's profile updates, whatever the
+batch size.
+
+A device record is one string: ``<stream>=<offset>;...`` (the last offset applied from each
+source partition, the fence of SPEC R34), a newline, and the state JSON. Loading is MGET;
+saving is ``save_devices.lua``, which refuses a record whose stored fence is at or beyond the
+batch's offsets; profiles are merged by ``merge_profiles.lua``.
+
+Every script call and every MGET touches keys of one hash slot only (keys.py puts a device's
+record, and each profile's keys, under one hash tag). On a single Redis the whole batch is one
+call of each script; on Redis Cluster the batch is split into one call per slot, and redis-py's
+cluster pipeline sends each node its share in one write (round trips per node, not per key)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from typing import Any, Final, cast
+
+import orjson
+from redis.crc import key_slot
+from redis.exceptions import NoScriptError
+
+from enrichers import DeviceState
+from enrichers.policy import DAY_MS
+from enrichers.profiles import ProfileMerge
+from streams.state.keys import KeySpace
+from streams.state.redis_client import RedisClient, is_cluster
+
+ANONYMOUS_IDS_PER_USER: Final = 50
+EXPIRY_MARGIN_MS: Final = 30 * DAY_MS
+"""Redis expiry runs on the wall clock, R1 on event time: the margin keeps a replay of
+recent history from finding records already reclaimed."""
+
+_SCRIPTS: Final = ("save_devices.lua", "merge_profiles.lua")
+
+
+def _script(name: str) -> str:
+    return resources.files("streams.state").joinpath("lua", name).read_text()
+
+
+VERSION: Final = "~"
+"""The name of the record's version in its head (no topic is named ``~``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    refused: int = 0
+    """Device writes refused by the fence: a newer owner of the partition wrote them (R34)."""
+    conflicts: frozenset[str] = frozenset()
+    """Devices another worker saved since they were loaded (records of one device on two
+    partitions): to be applied again on what was saved (R34)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceWrite:
+    """A device's new state; ``state.applied`` holds its fence."""
+
+    key: str
+    state: DeviceState
+
+
+class StateStore:
+    """The Redis side of the worker. Methods raise redis errors; the caller retries."""
+
+    def __init__(self, client: RedisClient, keys: KeySpace, device_ttl_ms: int) -> None:
+        self._client = client
+        self._keys = keys
+        self._expiry_ms = device_ttl_ms + EXPIRY_MARGIN_MS
+        self._shas: dict[str, str] = {}
+        self._cluster = is_cluster(client)
+
+    def _slot(self, key: str) -> int:
+        """The hash slot of ``key`` on a cluster; 0 for every key on a single Redis (where
+        the whole batch is one command)."""
+        return key_slot(key.encode()) if self._cluster else 0
+
+    @property
+    def keys(self) -> KeySpace:
+        return self._keys
+
+    async def load_scripts(self) -> None:
+        """Load the Lua scripts (again after a Redis restart, on NOSCRIPT)."""
+        for name in _SCRIPTS:
+            self._shas[name] = await self._client.script_load(_script(name))
+
+    async def load_devices(self, device_keys: Sequence[str]) -> dict[str, DeviceState]:
+        """The stored state of each device (absent devices are left out): one MGET on a
+        single Redis; on a cluster one MGET per slot, sent as one pipeline per node."""
+        if not device_keys:
+            return {}
+        by_slot: dict[int, dict[str, str]] = defaultdict(dict)  # device key -> Redis key
+        for key in device_keys:
+            redis_key = self._keys.device(key)
+            by_slot[self._slot(redis_key)][key] = redis_key
+        async with self._client.pipeline(transaction=False) as pipe:
+            for keys in by_slot.values():
+                pipe.execute_command("MGET", *keys.values())
+            replies = cast(list[list[bytes | None]], await pipe.execute())
+        return {
+            key: decode_device(record)
+            for keys, records in zip(by_slot.values(), replies, strict=True)
+            for key, record in zip(keys, records, strict=True)
+            if record is not None
+        }
+
+    async def load_user_traits(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The merged traits of each user profile (absent users are left out), one round trip."""
+        user_ids = list(dict.fromkeys(user_ids))
+        if not user_ids:
+            return {}
+        async with self._client.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.hgetall(self._keys.user(user_id)[0])
+            replies = await pipe.execute()
+        return {
+            user_id: decode_traits(reply)
+            for user_id, reply in zip(user_ids, replies, strict=True)
+            if reply
+        }
+
+    async def save(
+        self,
+        devices: Sequence[DeviceWrite],
+        advanced: Mapping[str, Mapping[str, int]],
+        users: Mapping[str, ProfileMerge],
+        groups: Mapping[str, ProfileMerge],
+    ) -> SaveResult:
+        """Merge profiles, then write devices (one script call per hash slot: a single call
+        of each script on a single Redis; one round trip per Redis server).
+        ``advanced`` names, per device, the source offsets this batch applied (the fence); each
+        device is written only over the version it was loaded at (``state.version``)."""
+        calls: list[_ScriptCall] = []
+        profiles: dict[int, _ScriptCall] = {}
+        for keys, merges in ((self._keys.user, users), (self._keys.group, groups)):
+            for identifier, merge in merges.items():
+                profile_keys = keys(identifier)
+                call = profiles.get(slot := self._slot(profile_keys[0]))
+                if call is None:
+                    call = profiles[slot] = _ScriptCall(
+                        "merge_profiles.lua", [ANONYMOUS_IDS_PER_USER]
+                    )
+                call.keys += profile_keys
+                call.args += _merge_args(merge)
+        calls += profiles.values()
+        saves: dict[int, _ScriptCall] = {}
+        for write in devices:
+            device_key = self._keys.device(write.key)
+            call = saves.get(slot := self._slot(device_key))
+            if call is None:
+                call = saves[slot] = _ScriptCall("save_devices.lua", [self._expiry_ms])
+            call.keys.append(device_key)
+            call.devices.append(write.key)
+            streams = advanced.get(write.key, {})
+            call.args += [encode_device(write.state), write.state.version, len(streams)]
+            for stream, offset in streams.items():
+                call.args += [stream, offset]
+        calls += saves.values()
+        if not calls:
+            return SaveResult()
+        if not self._shas:
+            await self.load_scripts()
+        try:
+            return await self._run_scripts(calls)
+        except NoScriptError:
+            # Redis restarted (or a replica took over a slot) and lacks the script: load it
+            # again on every primary and redo the batch (every call is idempotent)
+            await self.load_scripts()
+            return await self._run_scripts(calls)
+
+    async def _run_scripts(self, calls: Sequence[_ScriptCall]) -> SaveResult:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for call in calls:
+                pipe.execute_command(
+                    "EVALSHA", self._shas[call.script], len(call.keys), *call.keys, *call.args
+                )
+            replies = await pipe.execute()
+        refused = 0
+        conflicts: set[str] = set()
+        for call, reply in zip(calls, replies, strict=True):
+            if call.devices:  # save_devices.lua: {refused, conflicting key indexes (1-based)}
+                refused += int(reply[0])
+                conflicts.update(call.devices[int(index) - 1] for index in reply[1:])
+        return SaveResult(refused, frozenset(conflicts))
+
+
+@dataclass
+class _ScriptCall:
+    """One script call: keys of one hash slot and their arguments."""
+
+    script: str
+    args: list[Any]
+    keys: list[str] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
+    """The device keys of a save_devices.lua call, in order."""
+
+
+def encode_device(state: DeviceState) -> bytes:
+    """``~=<version>;<stream>=<offset>;...`` newline state JSON: the record's next version and
+    the fence, out of the JSON."""
+    document = state.to_json()
+    applied = document.pop("o", {})
+    head = ";".join(
+        [f"{VERSION}={state.version + 1}"]
+        + [f"{stream}={offset}" for stream, offset in applied.items()]
+    )
+    return head.encode() + b"\n" + orjson.dumps(document)
+
+
+def decode_device(record: bytes) -> DeviceState:
+    head, _, body = record.partition(b"\n")
+    document: dict[str, Any] = orjson.loads(body)
+    applied: dict[str, int] = {}
+    version = 0
+    for part in head.decode().split(";"):
+        if part:
+            stream, _, offset = part.rpartition("=")
+            if stream == VERSION:
+                version = int(offset)
+            else:
+                applied[stream] = int(offset)
+    document["o"] = applied
+    return replace(DeviceState.from_json(document), version=version)
+
+
+def decode_traits(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
+    return {name.decode(): orjson.loads(value) for name, value in fields.items()}
+
+
+def _merge_args(merge: ProfileMerge) -> list[Any]:
+    """A profile merge as ``merge_profiles.lua`` reads it."""
+    args: list[Any] = [merge.first_seen_ms, merge.last_seen_ms, len(merge.anonymous_ids)]
+    for anonymous_id, seen in merge.anonymous_ids.items():
+        args += [seen, anonymous_id]
+    args.append(len(merge.traits))
+    for name, value in merge.traits.items():
+        args += [name, orjson.dumps(value)]
+    return args

@@ -1,0 +1,106 @@
+"""The Faust app: topics, the raw consumer service, and the wiring of settings to the core.
+
+``enricher worker`` runs it (:mod:`streams.worker.run`); ``faust -A streams.app worker`` builds
+it from the environment (:mod:`streams.app`).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterable
+
+import faust
+from mode import ServiceT
+
+from streams.observe.health import HealthChecks, add_health_views
+from streams.observe.metrics import WorkerMetrics
+from streams.observe.web import add_lookup_views, add_metrics_view, add_stats_view
+from streams.settings import Settings
+from streams.state.keys import KeySpace
+from streams.state.lookups import Lookups
+from streams.state.redis_client import connect
+from streams.state.store import StateStore
+from streams.worker.batch import BatchProcessor, OutputTopics
+from streams.worker.consumer import RawConsumer
+from streams.worker.topics import ensure_topics
+from streams.worker.writer import BatchWriter
+
+log = logging.getLogger(__name__)
+
+STATS_INTERVAL_SECONDS = 30.0
+
+
+class EnricherApp(faust.App):
+    """The Faust app, creating the CONTRACT topics before its consumer starts."""
+
+    enricher_settings: Settings
+    enricher: BatchProcessor
+    enricher_writer: BatchWriter
+    raw_consumer: RawConsumer
+
+    def on_init_dependencies(self) -> Iterable[ServiceT]:
+        return [*super().on_init_dependencies(), self.raw_consumer]
+
+    async def on_first_start(self) -> None:
+        self.enricher_writer.partitions = await ensure_topics(self.enricher_settings)
+        await self.enricher_writer.start()
+        await super().on_first_start()
+
+    async def on_stop(self) -> None:
+        log.info("stopping: %s", self.enricher.counters.summary())
+        await super().on_stop()
+
+    async def on_shutdown(self) -> None:
+        # after the raw consumer (a child service) finished its batch and committed
+        await super().on_shutdown()
+        await self.enricher_writer.stop()
+
+
+def create_app(settings: Settings) -> EnricherApp:
+    app = EnricherApp(
+        # Faust's own consumer group (it reads no data topic): the raw topic is consumed by
+        # RawConsumer in the group ENRICHER_APP_ID
+        f"{settings.app_id}.faust",
+        broker=settings.broker,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        broker_session_timeout=settings.session_timeout,
+        broker_rebalance_timeout=settings.rebalance_timeout,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        store="memory://",
+        web_port=settings.web_port,
+        web_host=settings.web_host,
+        datadir=settings.data_dir or tempfile.mkdtemp(prefix=f"{settings.app_id}-"),
+    )
+
+    app.enricher_settings = settings
+    topics = OutputTopics(
+        settings.topic_warehouse, settings.topic_destinations, settings.topic_deadletter
+    )
+    redis_client = connect(settings.redis_url)  # one Redis or a Redis Cluster, by URL
+    store = StateStore(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms)
+    app.enricher_writer = BatchWriter(settings)
+    processor = BatchProcessor.from_settings(
+        settings, store, app.enricher_writer, topics, app.enricher_writer.topic_ids
+    )
+    app.enricher = processor
+    metrics = WorkerMetrics(processor.counters)
+    processor.redis_timer = metrics.observe_redis
+    app.raw_consumer = RawConsumer(settings, processor, metrics, loop=app.loop, beacon=app.beacon)
+    add_stats_view(app, processor.counters)
+    add_metrics_view(app, metrics)
+    add_health_views(app, HealthChecks(app.raw_consumer, redis_client))
+    add_lookup_views(
+        app, Lookups(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms)
+    )
+
+    @app.timer(STATS_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]
+    async def report_stats() -> None:
+        log.info("%s", processor.counters.summary())
+
+    return app

@@ -1,0 +1,373 @@
+"""The batch loop's body: raw records in, outputs produced and acknowledged, state saved.
+
+Order of effects per batch (CONTRACT, SPEC R34): outputs are written and acknowledged by the
+broker first, then device state is saved (fenced by source offsets), and only then may the
+caller commit the offsets. A crash at any point re-processes the batch: outputs repeat with
+the same messageIds, and the fence keeps state changes from applying twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import orjson
+
+from enrichers import (
+    EMPTY_DEVICE,
+    DeviceRef,
+    DeviceState,
+    EventOutcome,
+    GroupProfileUpdate,
+    Policy,
+    RawEvent,
+    RejectCode,
+    Rejection,
+    Source,
+    Status,
+    UserProfileUpdate,
+    enrich_event,
+    parse_raw_event,
+    resolve_device,
+)
+from enrichers.identity import user_ids_named
+from enrichers.profiles import coalesce_profiles, merge_traits
+from streams.observe.logs import failure_site
+from streams.settings import Settings
+from streams.state.store import DeviceWrite, StateStore
+from streams.worker.deadletter import DEFAULT_RECORD_LIMIT, dead_letter_value
+from streams.worker.records import InRecord, OutRecord, fits
+from streams.worker.retry import until_done
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_REDIS_OPERATIONS = frozenset({"load", "load profiles", "save"})
+
+
+class RecordWriter(Protocol):
+    async def write(self, records: Sequence[OutRecord]) -> None:
+        """Produce every record and return once the broker acknowledged all of them."""
+
+
+TopicIds = Callable[[list[str]], Awaitable[dict[str, str]]]
+"""Asks the broker for topic ids (streams/worker/topic_ids.py)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputTopics:
+    warehouse: str
+    destinations: str
+    deadletter: str
+
+
+@dataclass
+class Counters:
+    """What the worker has done since it started (logged, and exported by later issues)."""
+
+    events_in: Counter[str] = field(default_factory=Counter)
+    messages_out: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    already_applied: int = 0
+    rotations: int = 0
+    generated_anonymous_ids: int = 0
+    fenced_writes: int = 0
+    traits_not_cached: Counter[str] = field(default_factory=Counter)
+    concurrent_saves: int = 0
+    batches: int = 0
+    retries: Counter[str] = field(default_factory=Counter)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "batches": self.batches,
+            "eventsIn": dict(self.events_in),
+            "messagesOut": dict(self.messages_out),
+            "deadLetters": dict(self.dead_letters),
+            "duplicates": self.duplicates,
+            "alreadyApplied": self.already_applied,
+            "rotations": self.rotations,
+            "generatedAnonymousIds": self.generated_anonymous_ids,
+            "fencedWrites": self.fenced_writes,
+            "traitsNotCached": dict(self.traits_not_cached),
+            "concurrentSaves": self.concurrent_saves,
+            "retries": dict(self.retries),
+        }
+
+    def summary(self) -> str:
+        return (
+            f"batches={self.batches} in={sum(self.events_in.values())} "
+            f"out={dict(self.messages_out)} deadletters={dict(self.dead_letters)} "
+            f"duplicates={self.duplicates} already_applied={self.already_applied} "
+            f"fenced_writes={self.fenced_writes} retries={dict(self.retries)}"
+        )
+
+
+@dataclass
+class _Applied:
+    """What a batch's events did: each device's new state, the offsets applied per device
+    (the fence), and the profile updates."""
+
+    states: dict[str, DeviceState] = field(default_factory=dict)
+    advanced: dict[str, dict[str, int]] = field(default_factory=dict)
+    users: list[UserProfileUpdate] = field(default_factory=list)
+    groups: list[GroupProfileUpdate] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    record: InRecord
+    event: RawEvent
+    source: Source
+    device: DeviceRef
+
+
+class BatchProcessor:
+    def __init__(
+        self,
+        store: StateStore,
+        writer: RecordWriter,
+        topics: OutputTopics,
+        policy: Policy,
+        max_bytes: int = 16 * 1024 * 1024,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        max_record_bytes: int = DEFAULT_RECORD_LIMIT,
+        topic_ids: TopicIds | None = None,
+    ) -> None:
+        self._max_record_bytes = max_record_bytes
+        self._ask_topic_ids = topic_ids
+        self.topic_ids: dict[str, str] = {}
+        """Source topic ids ("" for none), asked once per topic; cleared on a rebalance."""
+        self._store = store
+        self._writer = writer
+        self._topics = topics
+        self._policy = policy
+        self._clock_ms = clock_ms
+        self._max_bytes = max_bytes
+        self.counters = Counters()
+        self.redis_timer: Callable[[str, float], None] | None = None
+        """Told the duration of each Redis round trip (load, load profiles, save)."""
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        store: StateStore,
+        writer: RecordWriter,
+        topics: OutputTopics,
+        topic_ids: TopicIds | None = None,
+    ) -> BatchProcessor:
+        return cls(
+            store,
+            writer,
+            topics,
+            settings.policy,
+            settings.batch_max_bytes,
+            max_record_bytes=settings.max_record_bytes,
+            topic_ids=topic_ids,
+        )
+
+    async def process(self, records: Sequence[InRecord]) -> None:
+        """Process one batch completely; returns when its offsets may be committed. A batch
+        over ``max_bytes`` of raw values is done in consecutive parts, in order."""
+        await self._learn_topic_ids(records)
+        start = size = 0
+        for end, record in enumerate(records):
+            size += len(record.value or b"")
+            if size > self._max_bytes and end > start:
+                await self._process_part(records[start:end])
+                start, size = end, len(record.value or b"")
+        if start < len(records):
+            await self._process_part(records[start:])
+        self.counters.batches += 1
+
+    async def _process_part(self, records: Sequence[InRecord]) -> None:
+        out: list[OutRecord] = []
+        pending = self._accept(records, out)
+        conflicts = await self._run(pending, out, redo=False)
+        while conflicts:
+            # R34: another worker saved some devices since they were loaded (their records
+            # came from two partitions): their events of this batch are applied again, on the
+            # state saved meanwhile (outputs repeat, with the same messageIds)
+            self.counters.concurrent_saves += len(conflicts)
+            pending = [item for item in pending if item.device.key in conflicts]
+            conflicts = await self._run(pending, [], redo=True)
+
+    async def _run(
+        self, pending: Sequence[_Accepted], out: list[OutRecord], redo: bool
+    ) -> frozenset[str]:
+        """Load, apply, produce and save once; returns the devices saved meanwhile by another
+        worker."""
+        keys = list(dict.fromkeys(item.device.key for item in pending))
+        stored = await self._retrying(lambda: self._store.load_devices(keys), "load")
+        user_traits = await self._known_traits(pending, stored)
+        applied = self._apply(pending, stored, user_traits, out, redo)
+        if out:
+            await self._retrying(lambda: self._writer.write(out), "produce")
+            self.counters.messages_out.update(record.topic for record in out)
+        writes = [DeviceWrite(key, state) for key, state in applied.states.items()]
+        users, groups = coalesce_profiles(applied.users, applied.groups)
+        if not (writes or users or groups):
+            return frozenset()
+        saved = await self._retrying(
+            lambda: self._store.save(writes, applied.advanced, users, groups), "save"
+        )
+        self.counters.fenced_writes += saved.refused
+        return saved.conflicts
+
+    async def _known_traits(
+        self, accepted: Sequence[_Accepted], stored: Mapping[str, DeviceState]
+    ) -> dict[str, dict[str, Any]]:
+        """R30 reads user profiles: those of every user the batch may name, one round trip."""
+        if not self._policy.context_traits:
+            return {}
+        candidates = [
+            user_id
+            for item in accepted
+            for user_id in user_ids_named(item.event, stored.get(item.device.key, EMPTY_DEVICE))
+        ]
+        return await self._retrying(
+            lambda: self._store.load_user_traits(candidates), "load profiles"
+        )
+
+    def _apply(
+        self,
+        accepted: Sequence[_Accepted],
+        stored: Mapping[str, DeviceState],
+        user_traits: dict[str, dict[str, Any]],
+        out: list[OutRecord],
+        redo: bool,
+    ) -> _Applied:
+        """Every event through the rules, per device in input order (R34); outputs and dead
+        letters go to ``out``. ``redo``: the events were counted already."""
+        applied = _Applied()
+        for item in accepted:
+            key = item.device.key
+            state = applied.states[key] if key in applied.states else stored.get(key, EMPTY_DEVICE)
+            try:
+                outcome = enrich_event(
+                    state, item.event, item.device, item.source, self._policy, user_traits
+                )
+            except Exception as exc:  # a bug must not turn one event into a poison pill
+                # the type and place only: the message may quote the event's personal data
+                log.error("processing %s failed: %s; dead-lettered", item.source, failure_site(exc))
+                out.append(self._dead_letter(item.record, "processing_error", repr(exc)))
+                continue
+            if not redo:
+                self._count(item.event, outcome)
+            if outcome.status is Status.ALREADY_APPLIED:
+                continue
+            applied.states[key] = outcome.state
+            applied.advanced.setdefault(key, {})[item.source.stream] = item.source.offset
+            if outcome.status is not Status.MESSAGE:
+                continue
+            assert outcome.warehouse is not None
+            record_key = key.encode("utf-8")
+            self._output(item.record, self._topics.warehouse, record_key, outcome.warehouse, out)
+            if outcome.destinations is not None:
+                destinations = outcome.destinations
+                self._output(item.record, self._topics.destinations, record_key, destinations, out)
+            if outcome.user_update is not None:
+                applied.users.append(outcome.user_update)
+                if self._policy.context_traits:  # R30: later events of the batch see them
+                    profile = user_traits.setdefault(outcome.user_update.user_id, {})
+                    merge_traits(profile, outcome.user_update.traits)
+            if outcome.group_update is not None:
+                applied.groups.append(outcome.group_update)
+        return applied
+
+    def _accept(self, records: Sequence[InRecord], out: list[OutRecord]) -> list[_Accepted]:
+        """Validate every record; the rejected become dead letters in ``out``."""
+        accepted: list[_Accepted] = []
+        for record in records:
+            result: RawEvent | Rejection
+            key: str | None = None
+            try:
+                key = record.key.decode("utf-8") if record.key else None
+            except UnicodeDecodeError:
+                result = Rejection(RejectCode.INVALID_FIELD, "the record key is not UTF-8")
+            else:
+                result = parse_raw_event(record.value)
+            if isinstance(result, Rejection):
+                out.append(self._dead_letter(record, result.code, result.message))
+                continue
+            source = Source(
+                record.topic,
+                record.partition,
+                record.offset,
+                key,
+                record.timestamp_ms,
+                self.topic_ids.get(record.topic, ""),
+            )
+            accepted.append(_Accepted(record, result, source, resolve_device(result, source)))
+        return accepted
+
+    async def _learn_topic_ids(self, records: Sequence[InRecord]) -> None:
+        """R34: the fence is keyed by the source topic's id (asked once per topic)."""
+        if self._ask_topic_ids is None:
+            return
+        unknown = sorted({r.topic for r in records if r.topic not in self.topic_ids})
+        if unknown:
+            ask = self._ask_topic_ids
+            found = await self._retrying(lambda: ask(unknown), "topic ids")
+            self.topic_ids.update({topic: found.get(topic, "") for topic in unknown})
+
+    def _output(
+        self,
+        source: InRecord,
+        topic: str,
+        key: bytes,
+        message: dict[str, Any],
+        out: list[OutRecord],
+    ) -> None:
+        """One output record, or a dead letter when the broker would refuse it (over the
+        record limit: a rejected record would stop the batch, and every retry, for good)."""
+        record = OutRecord(topic, key, orjson.dumps(message))
+        if fits(record, self._max_record_bytes):
+            out.append(record)
+            return
+        problem = (
+            f"the {topic} message is {len(record.value)} bytes, over the "
+            f"{self._max_record_bytes}-byte record limit (ENRICHER_MAX_RECORD_BYTES)"
+        )
+        out.append(self._dead_letter(source, "output_too_large", problem))
+
+    def _dead_letter(self, record: InRecord, code: str, message: str) -> OutRecord:
+        self.counters.dead_letters[code] += 1
+        value = dead_letter_value(record, code, message, self._clock_ms(), self._max_record_bytes)
+        return OutRecord(self._topics.deadletter, record.key, value)
+
+    def _count(self, event: RawEvent, outcome: EventOutcome) -> None:
+        self.counters.events_in[event.type] += 1
+        if outcome.status is Status.DUPLICATE:
+            self.counters.duplicates += 1
+        elif outcome.status is Status.ALREADY_APPLIED:
+            self.counters.already_applied += 1
+        if outcome.not_cached is not None:  # R35: counted
+            self.counters.traits_not_cached[outcome.not_cached] += 1
+        if outcome.identity is not None:
+            self.counters.rotations += outcome.identity.rotated
+            self.counters.generated_anonymous_ids += (
+                outcome.identity.anonymous_id_source == "generated"
+            )
+
+    async def _retrying(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
+        timer = self.redis_timer
+        if timer is None or what not in _REDIS_OPERATIONS:
+            return await until_done(operation, what, self._count_retry)
+
+        async def timed() -> T:
+            started = time.perf_counter()
+            try:
+                return await operation()
+            finally:
+                timer(what, time.perf_counter() - started)
+
+        return await until_done(timed, what, self._count_retry)
+
+    def _count_retry(self, what: str) -> None:
+        self.counters.retries[what] += 1

@@ -9,6 +9,7 @@ from typing import Any
 
 from streams.settings import (
     CONFIG_FILE_VARIABLE,
+    SECRET_FIELDS,
     Settings,
     SettingsError,
     broker_configured,
@@ -156,11 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"enricher: bad setting: {exc}", file=sys.stderr)
         return 2
-    if args.command == "worker":
+    if args.command == "worker":  # it checks its access to the broker as it starts
         from streams.worker.run import run_worker
 
         run_worker(settings, args.loglevel)
         return 0
+    if _uses_the_broker(args) and not _broker_lets_us_in(settings):
+        return 3
     if args.command == "demo":
         from streams.dev.demo import run_demo
 
@@ -185,9 +188,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_sink_command(args, settings)
     if args.command == "settings":
         for name, value in vars(settings).items():
-            print(f"{name} = {value}")
+            print(f"{name} = {_shown(name, value)}")
         return 0
     raise AssertionError(args.command)
+
+
+def _uses_the_broker(args: argparse.Namespace) -> bool:
+    if args.command in ("collector", "replay", "import", "deadletter"):
+        return True
+    return args.command == "sink" and args.sink_command in ("run", "rewind")
+
+
+def _broker_lets_us_in(settings: Settings) -> bool:
+    """Stop at once, with the setting to fix, when the broker refuses our credentials or
+    certificate (an outage is not that: it is waited out)."""
+    import asyncio
+
+    from streams.worker.clients import BrokerAccessDenied, check_broker_access
+
+    try:
+        asyncio.run(check_broker_access(settings))
+    except BrokerAccessDenied as exc:
+        print(f"enricher: cannot authenticate to the broker: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def _shown(name: str, value: object) -> str:
+    """A setting's value as ``enricher settings`` prints it: secrets masked."""
+    if name in SECRET_FIELDS:
+        return "***" if value else "(not set)"
+    return str(value)
 
 
 def _run_sink_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -134,6 +134,52 @@ def _compression(value: str) -> str:
     return value
 
 
+class Secret(str):
+    """A secret setting's value (a password, a token): a string that never shows itself in a
+    repr, a log line or a help text."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self else "Secret('')"
+
+
+def without_password(url: str) -> str:
+    """A URL as a log line may show it: the password of its user part masked."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def _secret(value: str) -> Secret:
+    return Secret(value.strip())
+
+
+def _secrets(value: str) -> tuple[Secret, ...]:
+    return tuple(Secret(v.strip()) for v in value.replace("\n", ",").split(",") if v.strip())
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _security_protocol(value: str) -> str:
+    value = value.strip().upper()
+    if value not in SECURITY_PROTOCOLS:
+        raise ValueError(", ".join(SECURITY_PROTOCOLS))
+    return value
+
+
+def _sasl_mechanism(value: str) -> str:
+    value = value.strip().upper()
+    if value not in SASL_MECHANISMS:
+        raise ValueError(", ".join(SASL_MECHANISMS))
+    return value
+
+
+def _readable_file(value: str) -> str:
+    value = value.strip()
+    if value and not os.access(value, os.R_OK):
+        raise ValueError("no readable file at that path")
+    return value
+
+
 def _dev_broker(value: str) -> str:
     value = value.strip().lower()
     if value not in ("tansu", "kafka"):
@@ -148,8 +194,14 @@ def _log_format(value: str) -> str:
     return value
 
 
-def _setting(env: str, parse: Callable[[str], Any], default: Any, help: str) -> Any:
-    return field(default=default, metadata={"env": env, "parse": parse, "help": help})
+def _setting(
+    env: str, parse: Callable[[str], Any], default: Any, help: str, secret: bool = False
+) -> Any:
+    """One setting: its variable, parser, default and meaning. A ``secret`` one is also read
+    from the file named by ``<variable>_FILE`` (a mounted secret), and never shown."""
+    return field(
+        default=default, metadata={"env": env, "parse": parse, "help": help, "secret": secret}
+    )
 
 
 @dataclass(frozen=True)
@@ -252,11 +304,13 @@ class Settings:
     collector_port: int = _setting(
         "ENRICHER_COLLECTOR_PORT", _port, 8088, "the collector's HTTP port (Tracking API)"
     )
-    collector_write_keys: tuple[str, ...] = _setting(
+    collector_write_keys: tuple[Secret, ...] = _setting(
         "ENRICHER_COLLECTOR_WRITE_KEYS",
-        _name_list,
+        _secrets,
         (),
-        "write keys the collector accepts (comma-separated; required to run it)",
+        "write keys the collector accepts (comma-separated, or ENRICHER_COLLECTOR_WRITE_KEYS_FILE; "
+        "required to run it)",
+        secret=True,
     )
     collector_ip_header: str = _setting(
         "ENRICHER_COLLECTOR_IP_HEADER",
@@ -309,6 +363,72 @@ class Settings:
         "compression of the records the worker, collector and sinks write: none, gzip, snappy, "
         "lz4 or zstd",
     )
+    broker_security_protocol: str = _setting(
+        "ENRICHER_BROKER_SECURITY_PROTOCOL",
+        _security_protocol,
+        "PLAINTEXT",
+        "Kafka: PLAINTEXT, SSL (TLS; mutual with a certificate), SASL_PLAINTEXT or SASL_SSL",
+    )
+    broker_sasl_mechanism: str = _setting(
+        "ENRICHER_BROKER_SASL_MECHANISM",
+        _sasl_mechanism,
+        "PLAIN",
+        "Kafka SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+    )
+    broker_sasl_username: str = _setting(
+        "ENRICHER_BROKER_SASL_USERNAME", _text, "", "Kafka SASL user"
+    )
+    broker_sasl_password: Secret = _setting(
+        "ENRICHER_BROKER_SASL_PASSWORD",
+        _secret,
+        Secret(""),
+        "Kafka SASL password (or ENRICHER_BROKER_SASL_PASSWORD_FILE)",
+        secret=True,
+    )
+    broker_ssl_cafile: str = _setting(
+        "ENRICHER_BROKER_SSL_CAFILE",
+        _readable_file,
+        "",
+        "Kafka TLS: CA certificates (PEM) to trust; empty: the system's",
+    )
+    broker_ssl_certfile: str = _setting(
+        "ENRICHER_BROKER_SSL_CERTFILE",
+        _readable_file,
+        "",
+        "Kafka mutual TLS: this client's certificate (PEM)",
+    )
+    broker_ssl_keyfile: str = _setting(
+        "ENRICHER_BROKER_SSL_KEYFILE",
+        _readable_file,
+        "",
+        "Kafka mutual TLS: this client's private key (PEM, unencrypted: mount it as a secret)",
+    )
+    broker_ssl_check_hostname: bool = _setting(
+        "ENRICHER_BROKER_SSL_CHECK_HOSTNAME",
+        _bool,
+        True,
+        "Kafka TLS: check that the broker's certificate names its host",
+    )
+    redis_tls_cafile: str = _setting(
+        "ENRICHER_REDIS_TLS_CAFILE",
+        _readable_file,
+        "",
+        "Redis over TLS (rediss://): CA certificates (PEM) to trust; empty: the system's",
+    )
+    lookup_tokens: tuple[Secret, ...] = _setting(
+        "ENRICHER_LOOKUP_TOKENS",
+        _secrets,
+        (),
+        "bearer tokens that may read the worker's lookups (comma-separated, or "
+        "ENRICHER_LOOKUP_TOKENS_FILE); none: the lookups answer 403",
+        secret=True,
+    )
+    lookup_open: bool = _setting(
+        "ENRICHER_LOOKUP_OPEN",
+        _bool,
+        False,
+        "serve the lookups without a token (local development only: make run sets it)",
+    )
     log_format: str = _setting(
         "ENRICHER_LOG_FORMAT", _log_format, "text", "text, or json: one JSON object per line"
     )
@@ -353,6 +473,13 @@ class Settings:
         if path:
             values.update(_read_config_file(Path(path)))
         values.update({k: v for k, v in environ.items() if k in _ENV_NAMES})
+        for env in _SECRET_NAMES:  # <NAME>_FILE: a mounted secret, unless NAME itself is set
+            path = values.get(f"{env}_FILE") or environ.get(f"{env}_FILE")
+            if path and env not in values:
+                try:
+                    values[env] = Path(path).read_text().strip()
+                except OSError as exc:
+                    raise SettingsError(f"{env}_FILE={path!r}: {exc.strerror}") from None
         parsed: dict[str, Any] = {}
         for spec in fields(cls):
             env = spec.metadata["env"]
@@ -360,8 +487,41 @@ class Settings:
                 try:
                     parsed[spec.name] = spec.metadata["parse"](values[env])
                 except ValueError as exc:
-                    raise SettingsError(f"{env}={values[env]!r}: {exc}") from None
-        return cls(**parsed)
+                    shown = "***" if spec.metadata["secret"] else repr(values[env])
+                    raise SettingsError(f"{env}={shown}: {exc}") from None
+        settings = cls(**parsed)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Settings that are each valid but do not go together. Raises SettingsError."""
+        protocol = self.broker_security_protocol
+        if protocol.startswith("SASL") and not (
+            self.broker_sasl_username and self.broker_sasl_password
+        ):
+            raise SettingsError(
+                f"ENRICHER_BROKER_SECURITY_PROTOCOL={protocol} needs "
+                "ENRICHER_BROKER_SASL_USERNAME and ENRICHER_BROKER_SASL_PASSWORD (or _FILE)"
+            )
+        tls = protocol in ("SSL", "SASL_SSL")
+        given = [
+            name
+            for name, value in (
+                ("ENRICHER_BROKER_SSL_CAFILE", self.broker_ssl_cafile),
+                ("ENRICHER_BROKER_SSL_CERTFILE", self.broker_ssl_certfile),
+                ("ENRICHER_BROKER_SSL_KEYFILE", self.broker_ssl_keyfile),
+            )
+            if value
+        ]
+        if given and not tls:
+            raise SettingsError(
+                f"{given[0]} is set but ENRICHER_BROKER_SECURITY_PROTOCOL={protocol} uses no "
+                "TLS: use SSL or SASL_SSL"
+            )
+        if bool(self.broker_ssl_certfile) != bool(self.broker_ssl_keyfile):
+            raise SettingsError(
+                "mutual TLS needs both ENRICHER_BROKER_SSL_CERTFILE and ENRICHER_BROKER_SSL_KEYFILE"
+            )
 
     def to_environ(self) -> dict[str, str]:
         """Every setting as the environment variable that :meth:`load` reads back."""
@@ -374,6 +534,8 @@ class Settings:
                 text = ",".join(value)
             elif spec.name == "broker":
                 text = value.replace(";", ",")
+            elif spec.name in ("lookup_tokens", "collector_write_keys"):
+                text = ",".join(value)
             else:
                 text = str(value)
             environ[spec.metadata["env"]] = text
@@ -384,6 +546,13 @@ class Settings:
 
 
 _ENV_NAMES: Final = frozenset(spec.metadata["env"] for spec in fields(Settings))
+SECRET_FIELDS: Final = frozenset(spec.name for spec in fields(Settings) if spec.metadata["secret"])
+"""Settings never shown: masked in ``enricher settings``, logs and the stats."""
+SECRET_SETTINGS: Final = frozenset(
+    spec.metadata["env"] for spec in fields(Settings) if spec.metadata["secret"]
+)
+"""The variables of secret settings (each also read from ``<variable>_FILE``)."""
+_SECRET_NAMES: Final = SECRET_SETTINGS
 
 
 def _read_config_file(path: Path) -> dict[str, str]:
@@ -398,7 +567,7 @@ def _read_config_file(path: Path) -> dict[str, str]:
         if name == "sink" or name.upper().startswith(("ENRICHER_SINK_", "SINK_")):
             continue  # the sinks' own settings, read by streams/sinks/options.py
         env = name if name.startswith("ENRICHER_") else f"ENRICHER_{name.upper()}"
-        if env not in _ENV_NAMES:
+        if env not in _ENV_NAMES and env.removesuffix("_FILE") not in _SECRET_NAMES:
             raise SettingsError(f"config file {path}: unknown setting {name!r}")
         values[env] = str(value).lower() if isinstance(value, bool) else str(value)
     return values

@@ -141,8 +141,9 @@ def account(
     """Wait for every accepted event on both outputs, then check repeats and Redis state
     against a clean single run of the rules. Prints and returns the fault-table row."""
     message_ids = {body["messageId"] for _, body in events if "messageId" in body}
-    warehouse = pipeline.read("warehouse", len(message_ids), timeout=timeout)
-    destinations = pipeline.read("destinations", len(message_ids), timeout=60)
+    # repeats (R34) count towards a read's record count: wait for every messageId itself
+    warehouse = read_every(pipeline, "warehouse", message_ids, timeout)
+    destinations = read_every(pipeline, "destinations", message_ids, 60)
     for output in (warehouse, destinations):
         copies = _copies(output)
         missing = message_ids - set(copies)
@@ -168,6 +169,20 @@ def account(
         (k, identity(stored.get(k)), identity(expected[k])) for k in mismatches[:3]
     ]
     return result
+
+
+def read_every(
+    pipeline: Pipeline, role: str, message_ids: set[str], timeout: float
+) -> list[OutputRecord]:
+    """The output topic's records once every messageId is among them (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = pipeline.read(
+            role, len(message_ids), timeout=max(1.0, deadline - time.monotonic())
+        )
+        if message_ids <= set(_copies(records)) or time.monotonic() >= deadline:
+            return records
+        time.sleep(1.0)
 
 
 def _copies(output: list[OutputRecord]) -> dict[str, list[bytes]]:

@@ -21,9 +21,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.dev.stack import StackEndpoints, free_port
+from streams.settings import Settings
 from streams.worker.clients import topic_partitions
+from streams.worker.topics import ensure_topics
 
 READY_LINE = "Worker ready"
+LOOKUP_TOKEN = "test-lookup-token"
+"""The bearer token the tests' workers accept for their lookups (ENRICHER_LOOKUP_TOKENS)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class Pipeline:
     name: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     extra_env: dict[str, str] = field(default_factory=dict)
     workers: list[WorkerProcess] = field(default_factory=list)
+    _topics_created: bool = False
 
     @property
     def app_id(self) -> str:
@@ -73,6 +78,7 @@ class Pipeline:
             ENRICHER_TOPIC_DEADLETTER=self.topic("deadletter"),
             ENRICHER_SESSION_TIMEOUT="3",
             ENRICHER_REBALANCE_TIMEOUT="6",
+            ENRICHER_LOOKUP_TOKENS=LOOKUP_TOKEN,
         )
         env.update(self.extra_env)
         return env
@@ -94,7 +100,14 @@ class Pipeline:
         role: str = "raw",
         timestamps_ms: Iterable[int | None] | None = None,
     ) -> None:
-        """Produce (key, value) records in order; optionally with their record timestamps."""
+        """Produce (key, value) records in order; optionally with their record timestamps.
+        The pipeline's topics are created first, as a worker creates them: a broker that
+        auto-creates a topic gives it its own partition count (Apache Kafka: 1)."""
+        if not self._topics_created:
+            plain = {k: v for k, v in self.env().items() if not k.startswith("ENRICHER_BROKER_")}
+            settings = Settings.load({**plain, "ENRICHER_BROKER": self.stack.broker_url})
+            asyncio.run(ensure_topics(settings))
+            self._topics_created = True
         asyncio.run(produce(self.stack.bootstrap, self.topic(role), events, timestamps_ms))
 
     def produce_json(
@@ -193,13 +206,24 @@ class WorkerProcess(CommandProcess):
         process = cls.launch(["worker"], {**env, "ENRICHER_WEB_PORT": str(web_port)}, log_path)
         return cls(process, log_path, web_port)
 
-    def get(self, path: str) -> tuple[int, Any]:
-        """GET a path of the worker's web server: (status, decoded JSON body)."""
+    def get(self, path: str, token: str | None = LOOKUP_TOKEN) -> tuple[int, Any]:
+        """GET a path of the worker's web server (with the lookups' bearer token unless told
+        otherwise): (status, decoded JSON body)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}", headers=headers)
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}") as response:
+            with urllib.request.urlopen(request) as response:
                 return response.status, orjson.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, orjson.loads(error.read())
+
+    def get_status(self, path: str) -> int:
+        """The status a GET of ``path`` answers, without credentials."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}") as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
 
     def assignments(self) -> list[set[int]]:
         """The raw partitions this worker was given, one set per rebalance, in order."""
@@ -272,3 +296,8 @@ async def read_topic(bootstrap: str, topic: str, count: int, timeout: float) -> 
     finally:
         await consumer.stop()
     return records
+
+
+def broker_settings(stack: StackEndpoints) -> Settings:
+    """Settings that reach the stack's broker (for the operator functions tests call)."""
+    return Settings.load({"ENRICHER_BROKER": stack.broker_url})

@@ -16,14 +16,18 @@ import orjson
 import pytest
 import yaml
 
-from streams.settings import settings_table
+from streams.settings import SECRET_SETTINGS, settings_table
 from streams.sinks import sink_setting_names
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 KUBERNETES_VERSION = "1.30.0"
-SETTINGS = {name for name, _, _ in settings_table()} | set(sink_setting_names())
+SETTINGS = (
+    {name for name, _, _ in settings_table()}
+    | set(sink_setting_names())
+    | {f"{name}_FILE" for name in SECRET_SETTINGS}  # a secret from a mounted file
+)
 
 
 def manifests() -> list[Path]:

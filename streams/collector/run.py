@@ -24,6 +24,12 @@ SHUTDOWN_TIMEOUT: Final = 10.0
 log = logging.getLogger(__name__)
 
 
+MAX_URL_BYTES = 8192
+MAX_HEADER_BYTES = 8192
+"""The longest header line, a Cookie header included."""
+MAX_HEADERS = 100
+
+
 def run_collector(settings: Settings, loglevel: str = "info") -> int:
     """Serve until stopped; returns the exit code (2 without write keys)."""
     logging.basicConfig(
@@ -49,6 +55,11 @@ async def serve(settings: Settings) -> None:
         access_log=None,
         handle_signals=False,
         shutdown_timeout=SHUTDOWN_TIMEOUT,
+        # bounded before a handler runs: the request line (URL), each header (cookies
+        # included) and their number; over a bound aiohttp answers 400 or 431
+        max_line_size=MAX_URL_BYTES,
+        max_field_size=MAX_HEADER_BYTES,
+        max_headers=MAX_HEADERS,
     )
     await runner.setup()
     stopped = asyncio.Event()

@@ -28,6 +28,7 @@ from streams.collector.tracking import (
     Refused,
     TrackingRequest,
     client_ip,
+    known_write_key,
     shape_request,
 )
 from streams.settings import Settings
@@ -70,8 +71,17 @@ class Collector:
         self.settings = settings
         self.producer = producer
         self.write_keys = frozenset(settings.collector_write_keys)
-        self.any_origin = "*" in settings.collector_cors_origins
-        self.origins = frozenset(settings.collector_cors_origins)
+        self.origins = frozenset(settings.collector_cors_origins) - {"*"}
+        # with a device cookie the requests carry credentials: then only listed origins, never
+        # any origin that asks, may read the answers (and set the cookie)
+        self.any_origin = "*" in settings.collector_cors_origins and not (
+            settings.collector_device_cookie
+        )
+        if "*" in settings.collector_cors_origins and not self.any_origin:
+            log.warning(
+                "ENRICHER_COLLECTOR_CORS_ORIGINS=* is not used with a device cookie: only the "
+                "origins listed there are allowed"
+            )
         self.cookie_max_age = int(settings.device_ttl_days * 86400)
         self.counters = CollectorCounters()
 
@@ -105,9 +115,13 @@ class Collector:
             received_at=format_iso_ms(time.time_ns() // 1_000_000),
             device_cookie=cookie,
         )
-        if body is None:  # over the batch limit: not read to the end
+        if body is None:  # over the batch limit: not read (or inflated) to the end
+            compressed = "Content-Encoding" in request.headers
             result: Accepted | Refused = Refused(
-                400, "too_large", f"the request is over the {MAX_BATCH_BYTES}-byte batch limit"
+                413 if compressed else 400,
+                "too_large",
+                f"the request is over the {MAX_BATCH_BYTES}-byte batch limit"
+                + (" once inflated" if compressed else ""),
             )
         else:
             result = shape_request(tracking, self.write_keys, _new_message_id)
@@ -143,7 +157,7 @@ class Collector:
 
     async def cdn_settings(self, request: web.Request) -> web.Response:
         write_key = request.match_info["write_key"]
-        if write_key not in self.write_keys:
+        if not known_write_key(write_key, self.write_keys):
             refused = Refused(404, "not_found", "unknown write key")
             response = web.Response(status=404, body=refused.body(), content_type=JSON)
         else:

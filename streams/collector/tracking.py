@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import ipaddress
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -126,6 +127,18 @@ def _as_ip(text: str) -> str | None:
     return str(address)
 
 
+def known_write_key(candidate: Any, write_keys: Collection[str]) -> bool:
+    """Whether ``candidate`` is one of the write keys, compared in constant time (every key,
+    whatever matched), so response times tell nothing about a key."""
+    if not isinstance(candidate, str):
+        return False
+    given = candidate.encode()
+    matched = False
+    for key in write_keys:
+        matched |= hmac.compare_digest(given, key.encode())
+    return matched
+
+
 def shape_request(
     request: TrackingRequest,
     write_keys: Collection[str],
@@ -135,7 +148,7 @@ def shape_request(
     if request.endpoint not in ENDPOINTS:
         return Refused(404, "not_found", f"no Tracking API endpoint /v1/{request.endpoint}")
     basic_key = basic_auth_user(request.authorization)
-    if basic_key is not None and basic_key not in write_keys:
+    if basic_key is not None and not known_write_key(basic_key, write_keys):
         return _unauthorized()
     is_batch = request.endpoint in BATCH_ENDPOINTS
     limit = MAX_BATCH_BYTES if is_batch else MAX_MESSAGE_BYTES
@@ -150,7 +163,7 @@ def shape_request(
         return Refused(400, "invalid_json", f"the body is not JSON: {exc}")
     if not isinstance(body, dict):
         return Refused(400, "invalid_json", "the body must be a JSON object")
-    if basic_key is None and body.get("writeKey") not in write_keys:
+    if basic_key is None and not known_write_key(body.get("writeKey"), write_keys):
         return _unauthorized()
     if is_batch:
         messages = body.get("batch")

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.dev.sample import SampleRecord, load_sample
 from streams.dev.stack import DevStack, free_port
-from streams.settings import Settings
-from streams.worker.clients import topic_partitions
+from streams.settings import Settings, without_password
+from streams.worker.clients import new_consumer, new_producer, topic_partitions
 from streams.worker.topics import topic_names
 
 READY_LINE = "Worker ready"
@@ -52,8 +51,12 @@ def run_demo(settings: Settings, once: bool, embedded_broker: bool) -> int:
             app_id=f"{settings.app_id}-demo-{uuid.uuid4().hex[:6]}",
             session_timeout=3.0,
             rebalance_timeout=6.0,
+            web_host="127.0.0.1",
+            web_port=free_port(),
+            lookup_open=True,  # on localhost, for the person trying it: never in a deployment
         )
-        print(f"broker {settings.broker}, redis {settings.redis_url}, app {settings.app_id}")
+        redis = without_password(settings.redis_url)
+        print(f"broker {settings.broker}, redis {redis}, app {settings.app_id}")
         worker = _start_worker(settings, workdir / "worker.log")
         cleanup.callback(_stop_worker, worker)
         _wait_ready(worker, workdir / "worker.log")
@@ -62,6 +65,8 @@ def run_demo(settings: Settings, once: bool, embedded_broker: bool) -> int:
         print(_summary(settings, sample, outputs))
         if once:
             return 0
+        web = f"http://127.0.0.1:{settings.web_port}"
+        print(f"\nLookups (open on localhost): {web}/devices/KEY, {web}/users/ID, {web}/groups/ID")
         print(
             f"\nThe pipeline keeps running: produce raw events to {settings.topic_raw} at "
             f"{settings.bootstrap_servers}. Worker log: {workdir / 'worker.log'}. Ctrl-C stops."
@@ -76,7 +81,7 @@ def run_demo(settings: Settings, once: bool, embedded_broker: bool) -> int:
 
 def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENRICHER_")}
-    env.update(settings.with_overrides(web_port=free_port()).to_environ())
+    env.update(settings.to_environ())
     log = log_path.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker"],
@@ -113,7 +118,7 @@ def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
 async def _feed_and_collect(
     settings: Settings, sample: list[SampleRecord], timeout: float = 60
 ) -> dict[str, list[Any]]:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = new_producer(settings)
     await producer.start()
     try:
         sent = [await producer.send(settings.topic_raw, r.value, key=r.key) for r in sample]
@@ -128,7 +133,7 @@ async def _feed_and_collect(
     }
     names = topic_names(settings)[1:]
     outputs: dict[str, list[Any]] = {name: [] for name in names}
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    consumer = new_consumer(settings)
     await consumer.start()
     try:
         partitions = await topic_partitions(consumer, names)

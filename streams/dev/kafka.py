@@ -128,6 +128,50 @@ def kafka_classpath() -> str:
 class KafkaPorts:
     broker: int
     controller: int
+    sasl_ssl: int = 0
+    ssl: int = 0
+
+
+@dataclass(frozen=True)
+class SecureListeners:
+    """TLS listeners beside the plain one: ``SASL_SSL`` (SCRAM-SHA-256/512 users created when
+    the log dir is formatted) and ``SSL`` with client certificates required (mutual TLS). The
+    broker's certificate is a PEM keystore (key and chain), its truststore the test CA."""
+
+    keystore: Path
+    truststore: Path
+    users: dict[str, str]
+
+    def settings(self, ports: KafkaPorts) -> dict[str, str]:
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        return {
+            "listeners": (
+                f"PLAINTEXT://{HOST}:{ports.broker},CONTROLLER://{HOST}:{ports.controller},"
+                f"SASL_SSL://{HOST}:{ports.sasl_ssl},SSL://{HOST}:{ports.ssl}"
+            ),
+            "advertised.listeners": (
+                f"PLAINTEXT://{HOST}:{ports.broker},SASL_SSL://{HOST}:{ports.sasl_ssl},"
+                f"SSL://{HOST}:{ports.ssl}"
+            ),
+            "listener.security.protocol.map": (
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL"
+            ),
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms": "SCRAM-SHA-512,SCRAM-SHA-256",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram,
+            "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": scram,
+            "listener.name.ssl.ssl.client.auth": "required",
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.truststore),
+        }
+
+    def format_args(self) -> list[str]:
+        args = []
+        for user, password in self.users.items():
+            for mechanism in ("SCRAM-SHA-512", "SCRAM-SHA-256"):
+                args += ["--add-scram", f"{mechanism}=[name={user},password={password}]"]
+        return args
 
 
 class LocalKafka:
@@ -145,9 +189,12 @@ class LocalKafka:
         format_args: list[str] | None = None,
         heap: str = "768m",
         defaults_only: bool = False,
+        secure: SecureListeners | None = None,
     ) -> None:
-        """``defaults_only``: Kafka's own defaults, but for what a single node needs."""
+        """``defaults_only``: Kafka's own defaults, but for what a single node needs;
+        ``secure``: TLS and SASL listeners beside the plain one."""
         self._tuning = {} if defaults_only else _TEST_SETTINGS
+        self._secure = secure
         self.workdir = workdir
         self._extra = dict(extra_settings or {})
         self._format_args = list(format_args or [])
@@ -179,7 +226,8 @@ class LocalKafka:
         classpath = kafka_classpath()
         config = self.workdir / "server.properties"
         if self._ports is None:
-            self._ports = KafkaPorts(free_port(), free_port())
+            secured = (free_port(), free_port()) if self._secure is not None else (0, 0)
+            self._ports = KafkaPorts(free_port(), free_port(), *secured)
         config.write_text(self._server_properties(self._ports))
         (self.workdir / "log4j2.properties").write_text(_LOG4J2)
         if not (self.workdir / "data" / "meta.properties").is_file():
@@ -221,6 +269,7 @@ class LocalKafka:
             "log.dirs": str(self.workdir / "data"),
             **_SINGLE_NODE,
             **self._tuning,
+            **(self._secure.settings(ports) if self._secure is not None else {}),
             **self._extra,
         }
         return "".join(f"{name}={value}\n" for name, value in settings.items())
@@ -239,9 +288,12 @@ class LocalKafka:
 
     def _format(self, classpath: str, config: Path) -> None:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        users = self._secure.format_args() if self._secure is not None else []
+        # --cluster-id=...: a generated id may start with "-", which a separate argument would
+        # make look like an option
         command = self._java(
-            classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
-            *self._format_args,
+            classpath, "kafka.tools.StorageTool", "format",
+            f"--cluster-id={cluster_id}", "-c", str(config), *self._format_args, *users,
         )  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:

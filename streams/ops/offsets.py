@@ -29,6 +29,8 @@ from typing import Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from streams.settings import Settings
+from streams.worker.clients import new_consumer
 from streams.worker.clients import topic_partitions as partitions_of
 
 EMPTY_FETCH_MS: Final = 400
@@ -65,17 +67,17 @@ _BOOTSTRAP: weakref.WeakKeyDictionary[AIOKafkaConsumer, str] = weakref.WeakKeyDi
 
 
 @contextlib.asynccontextmanager
-async def probe_consumer(bootstrap_servers: str) -> AsyncIterator[AIOKafkaConsumer]:
+async def probe_consumer(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
     """A consumer outside any group, for probing and reading ranges."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
+    consumer = new_consumer(
+        settings,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=50,
         max_partition_fetch_bytes=1024 * 1024,
     )
     await consumer.start()
-    _BOOTSTRAP[consumer] = bootstrap_servers
+    _BOOTSTRAP[consumer] = settings.bootstrap_servers
     try:
         yield consumer
     finally:

@@ -18,7 +18,7 @@ from streams.ops.replay_range import (
 )
 from streams.settings import Settings
 from streams.state.keys import KeySpace
-from streams.state.redis_client import connect
+from streams.state.redis_client import connect_to
 from streams.state.store import StateStore
 from streams.worker.batch import BatchProcessor, OutputTopics
 from streams.worker.groups import commit_offsets
@@ -44,7 +44,7 @@ async def rebuild(
         topic_destinations=outputs.destinations,
         topic_deadletter=outputs.deadletter,
     )
-    client = connect(settings.redis_url)
+    client = connect_to(settings)
     try:
         if not resume and await keys_exist(client, app_id):
             raise ValueError(
@@ -59,7 +59,7 @@ async def rebuild(
             processor = BatchProcessor.from_settings(
                 settings, store, writer, outputs, writer.topic_ids
             )
-            async with probe_consumer(settings.bootstrap_servers) as consumer:
+            async with probe_consumer(settings) as consumer:
                 ranges = await resolve_ranges(consumer, spec)
                 result = ReplayResult("rebuild", ranges, app_id=app_id, outputs=outputs)
                 await replay_range(consumer, processor, ranges, settings.batch_max, result, False)
@@ -68,9 +68,7 @@ async def rebuild(
             await writer.stop()
         result.dead_letters = processor.counters.dead_letters
         if every:
-            await commit_offsets(
-                settings.bootstrap_servers, app_id, {tp: end for tp, (_, end) in ranges.items()}
-            )
+            await commit_offsets(settings, app_id, {tp: end for tp, (_, end) in ranges.items()})
             result.committed = True
         return result
     finally:

@@ -57,7 +57,7 @@ async def read_dead_letters(
     settings: Settings, topic: str, selection: Selection
 ) -> AsyncIterator[dict[str, Any]]:
     """The selected dead-letter records, partition by partition, in offset order."""
-    async with probe_consumer(settings.bootstrap_servers) as consumer:
+    async with probe_consumer(settings) as consumer:
         ranges = {}
         ends = await log_ends(consumer, await topic_partitions(consumer, topic))
         for tp, end in ends.items():

@@ -34,7 +34,7 @@ from streams.ops.replay_range import (
 )
 from streams.settings import Settings
 from streams.state.keys import KeySpace
-from streams.state.redis_client import connect
+from streams.state.redis_client import connect_to
 from streams.state.store import StateStore
 from streams.worker.batch import BatchProcessor, OutputTopics
 from streams.worker.records import OutRecord
@@ -100,11 +100,11 @@ async def diff(
         settings.topic_warehouse, settings.topic_destinations, settings.topic_deadletter
     )
     writer = CollectingWriter(topics)
-    client = connect(settings.redis_url)
+    client = connect_to(settings)
     try:
         store = StateStore(client, KeySpace(scratch), settings.policy.device_ttl_ms)
         processor = BatchProcessor.from_settings(settings, store, writer, topics)
-        async with probe_consumer(settings.bootstrap_servers) as consumer:
+        async with probe_consumer(settings) as consumer:
             ranges = await resolve_ranges(consumer, spec)
             result = ReplayResult("diff", ranges, app_id=scratch)
             if warm:
@@ -138,7 +138,7 @@ async def _compare(
     pending = dict(replayed)
     seen: set[str] = set()
     if result.replayed:
-        async with probe_consumer(settings.bootstrap_servers) as consumer:
+        async with probe_consumer(settings) as consumer:
             ranges: Ranges = {}
             since = (result.first_timestamp_ms or 0) - OUTPUT_CLOCK_SKEW_MS
             ends = await log_ends(consumer, await topic_partitions(consumer, topic))

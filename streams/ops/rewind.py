@@ -44,25 +44,24 @@ async def rewind_sink(
     settings: Settings, name: str, to_ms: int, topic: str | None = None
 ) -> Rewound:
     group = sink_group(settings, name)
-    bootstrap = settings.bootstrap_servers
-    members = await group_members(bootstrap, group)
+    members = await group_members(settings, group)
     if members:
         raise GroupActiveError(
             f"sink {name!r} is running (group {group} has {len(members)} member(s): "
             f"{', '.join(members)}); stop it, rewind, then start it again"
         )
-    before = await committed_offsets(bootstrap, group)
+    before = await committed_offsets(settings, group)
     topics = [topic] if topic else sorted({tp.topic for tp in before})
     if not topics:
         raise LookupError(
             f"group {group} has committed no offsets: name the topic it reads with --topic"
         )
     after: dict[TopicPartition, int] = {}
-    async with probe_consumer(bootstrap) as consumer:
+    async with probe_consumer(settings) as consumer:
         for name_of_topic in topics:
             partitions = await topic_partitions(consumer, name_of_topic)
             after.update(await offsets_for_time(consumer, partitions, to_ms))
-    await commit_offsets(bootstrap, group, after)
+    await commit_offsets(settings, group, after)
     return Rewound(group, before, after)
 
 

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import (
     CommitFailedError,
     ConsumerStoppedError,
@@ -39,7 +39,7 @@ from streams.sinks.base import PermanentSinkError, RetryableSinkError, Sink, Sin
 from streams.sinks.metrics import SinkMetrics
 from streams.sinks.options import load_sink_config, metrics_port
 from streams.sinks.registry import load_sink
-from streams.worker.clients import new_producer
+from streams.worker.clients import new_admin, new_producer
 from streams.worker.deadletter import dead_letter_value
 from streams.worker.groups import member_consumer
 from streams.worker.records import InRecord
@@ -376,7 +376,7 @@ async def ensure_sink_topics(settings: Settings, deadletter: str) -> None:
     from streams.worker.topics import ensure_topics
 
     await ensure_topics(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = new_admin(settings)
     await admin.start()
     try:
         if deadletter in set(await admin.list_topics()):

@@ -15,7 +15,7 @@ from enrichers.timestamps import format_iso_ms
 from enrichers.values import visible
 from streams.settings import Settings
 from streams.state.keys import KeySpace
-from streams.state.redis_client import RedisClient, connect
+from streams.state.redis_client import RedisClient, connect_to
 from streams.state.store import StateStore, decode_traits
 
 Document = dict[str, Any]
@@ -104,7 +104,7 @@ def run_lookup(settings: Settings, kind: str, identifier: str) -> int:
     """``enricher lookup KIND ID``: the JSON document, or a JSON error and exit status 1."""
 
     async def find() -> Document | None:
-        client = connect(settings.redis_url)
+        client = connect_to(settings)
         try:
             keys = KeySpace(settings.app_id)
             return await Lookups(client, keys, settings.policy.device_ttl_ms).find(kind, identifier)

@@ -12,11 +12,16 @@ round trip per node."""
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, Final, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisClusterException
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from streams.settings import Settings
 
 RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 """What the state store and the lookups are given: one Redis or a Redis Cluster."""
@@ -61,6 +66,39 @@ def connect(url: str, **options: Any) -> RedisClient:
         options.setdefault("ssl", True)
     nodes = [ClusterNode(host, port) for host, port in cluster_seeds(url)]
     return RedisCluster(startup_nodes=nodes, **options)
+
+
+def connect_to(settings: Settings) -> RedisClient:
+    """The client of ``ENRICHER_REDIS_URL``, with ``ENRICHER_REDIS_TLS_CAFILE`` for TLS."""
+    options: dict[str, Any] = {}
+    if settings.redis_tls_cafile:
+        options["ssl_ca_certs"] = settings.redis_tls_cafile
+    return connect(settings.redis_url, **options)
+
+
+class RedisAccessDenied(RuntimeError):
+    """Redis refused the credentials or the TLS handshake failed: stop, do not wait."""
+
+
+async def check_redis_access(client: RedisClient) -> None:
+    """PING once: raises :class:`RedisAccessDenied` naming the setting to fix when Redis
+    refuses the user or password of ``ENRICHER_REDIS_URL`` or its certificate is not trusted;
+    an unreachable Redis is an outage (waited out by the callers' retries)."""
+    try:
+        await client.ping()
+    except (AuthenticationError, NoPermissionError) as exc:
+        raise RedisAccessDenied(
+            "Redis refused the user and password of ENRICHER_REDIS_URL "
+            f"({type(exc).__name__}): check them, and the user's ACL"
+        ) from None
+    except RedisConnectionError as exc:
+        if isinstance(exc.__context__, ssl.SSLError) or "SSL" in str(exc):
+            raise RedisAccessDenied(
+                "TLS with Redis failed (its certificate is not trusted, or the port speaks no "
+                "TLS): check ENRICHER_REDIS_URL (rediss://) and ENRICHER_REDIS_TLS_CAFILE"
+            ) from None
+    except RedisClusterException:
+        return  # a cluster not reachable yet: an outage
 
 
 def is_cluster(client: RedisClient) -> bool:

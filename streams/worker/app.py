@@ -15,13 +15,21 @@ from mode import ServiceT
 
 from streams.observe.health import HealthChecks, add_health_views
 from streams.observe.metrics import WorkerMetrics
-from streams.observe.web import add_lookup_views, add_metrics_view, add_stats_view
+from streams.observe.web import (
+    FAUST_VIEWS_OFF,
+    LookupAccess,
+    add_lookup_views,
+    add_metrics_view,
+    add_stats_view,
+    without_faust_index,
+)
 from streams.settings import Settings
 from streams.state.keys import KeySpace
 from streams.state.lookups import Lookups
-from streams.state.redis_client import connect
+from streams.state.redis_client import RedisClient, check_redis_access, connect_to
 from streams.state.store import StateStore
 from streams.worker.batch import BatchProcessor, OutputTopics
+from streams.worker.clients import check_broker_access, faust_credentials
 from streams.worker.consumer import RawConsumer
 from streams.worker.topics import ensure_topics
 from streams.worker.writer import BatchWriter
@@ -37,12 +45,17 @@ class EnricherApp(faust.App):
     enricher_settings: Settings
     enricher: BatchProcessor
     enricher_writer: BatchWriter
+    enricher_redis: RedisClient
     raw_consumer: RawConsumer
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         return [*super().on_init_dependencies(), self.raw_consumer]
 
     async def on_first_start(self) -> None:
+        # refused credentials or an untrusted certificate stop the worker at once, with the
+        # setting to fix, before anything is consumed (an outage is waited out instead)
+        await check_broker_access(self.enricher_settings)
+        await check_redis_access(self.enricher_redis)
         self.enricher_writer.partitions = await ensure_topics(self.enricher_settings)
         await self.enricher_writer.start()
         await super().on_first_start()
@@ -63,6 +76,7 @@ def create_app(settings: Settings) -> EnricherApp:
         # RawConsumer in the group ENRICHER_APP_ID
         f"{settings.app_id}.faust",
         broker=settings.broker,
+        broker_credentials=faust_credentials(settings),  # the same TLS/SASL as every client
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=settings.topic_partitions,
@@ -75,6 +89,7 @@ def create_app(settings: Settings) -> EnricherApp:
         store="memory://",
         web_port=settings.web_port,
         web_host=settings.web_host,
+        **FAUST_VIEWS_OFF,
         datadir=settings.data_dir or tempfile.mkdtemp(prefix=f"{settings.app_id}-"),
     )
 
@@ -82,7 +97,8 @@ def create_app(settings: Settings) -> EnricherApp:
     topics = OutputTopics(
         settings.topic_warehouse, settings.topic_destinations, settings.topic_deadletter
     )
-    redis_client = connect(settings.redis_url)  # one Redis or a Redis Cluster, by URL
+    redis_client = connect_to(settings)  # one Redis or a Redis Cluster, by URL
+    app.enricher_redis = redis_client
     store = StateStore(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms)
     app.enricher_writer = BatchWriter(settings)
     processor = BatchProcessor.from_settings(
@@ -96,8 +112,11 @@ def create_app(settings: Settings) -> EnricherApp:
     add_metrics_view(app, metrics)
     add_health_views(app, HealthChecks(app.raw_consumer, redis_client))
     add_lookup_views(
-        app, Lookups(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms)
+        app,
+        Lookups(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms),
+        LookupAccess(tuple(settings.lookup_tokens), settings.lookup_open),
     )
+    without_faust_index(app)
 
     @app.timer(STATS_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]
     async def report_stats() -> None:

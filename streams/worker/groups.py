@@ -7,19 +7,18 @@ import asyncio
 from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
 from streams.settings import Settings
-from streams.worker.clients import topic_partitions
+from streams.worker.clients import new_admin, new_consumer, topic_partitions
 
 
 def member_consumer(settings: Settings, group_id: str, max_poll_records: int) -> AIOKafkaConsumer:
     """A consumer joining ``group_id`` the way every long-running member does (the worker,
     each sink): manual commits after finished batches, from the earliest offset, with the
     configured group timeouts (the embedded broker joins after half the rebalance timeout)."""
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+    return new_consumer(
+        settings,
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -36,9 +35,9 @@ class GroupActiveError(RuntimeError):
     """The group has members: its offsets are theirs to commit."""
 
 
-async def group_members(bootstrap_servers: str, group_id: str) -> list[str]:
+async def group_members(settings: Settings, group_id: str) -> list[str]:
     """The client ids of the group's current members (empty when nobody runs in it)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = new_admin(settings)
     await admin.start()
     try:
         described = await admin.describe_consumer_groups([group_id])
@@ -54,16 +53,14 @@ async def group_members(bootstrap_servers: str, group_id: str) -> list[str]:
 
 
 async def committed_offsets(
-    bootstrap_servers: str, group_id: str, topics: Iterable[str] | None = None
+    settings: Settings, group_id: str, topics: Iterable[str] | None = None
 ) -> dict[TopicPartition, int]:
     """Every offset the group has committed (on ``topics``, default: every topic).
 
     Asked partition by partition through a consumer of the group (the admin client's
     OffsetFetch is not understood by every Kafka-compatible broker, the embedded one among
     them)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, group_id=group_id, enable_auto_commit=False
-    )
+    consumer = new_consumer(settings, group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [
@@ -80,19 +77,17 @@ async def committed_offsets(
 
 
 async def commit_offsets(
-    bootstrap_servers: str, group_id: str, offsets: Mapping[TopicPartition, int]
+    settings: Settings, group_id: str, offsets: Mapping[TopicPartition, int]
 ) -> None:
     """Commit ``offsets`` for ``group_id``, which must have no members
     (raises :class:`GroupActiveError` naming them)."""
-    members = await group_members(bootstrap_servers, group_id)
+    members = await group_members(settings, group_id)
     if members:
         raise GroupActiveError(
             f"consumer group {group_id!r} has {len(members)} active member(s) "
             f"({', '.join(members)}); stop them first"
         )
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, group_id=group_id, enable_auto_commit=False
-    )
+    consumer = new_consumer(settings, group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(sorted(offsets))

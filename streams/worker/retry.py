@@ -8,10 +8,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    SaslAuthenticationFailed,
+)
 from redis.exceptions import (
+    AuthenticationError,
     BusyLoadingError,
     ClusterDownError,
+    NoPermissionError,
     RedisClusterException,
     SlotNotCoveredError,
     TryAgainError,
@@ -30,6 +37,8 @@ log = logging.getLogger(__name__)
 def is_transient(exc: BaseException) -> bool:
     """An outage or a slow service, worth waiting for; anything else is a bug or a
     misconfiguration and stops the worker (without committing)."""
+    if isinstance(exc, AuthenticationError | NoPermissionError | SaslAuthenticationFailed):
+        return False  # refused credentials: a configuration to fix, never an outage
     if isinstance(exc, KafkaError):
         return bool(exc.retriable) or isinstance(exc, KafkaConnectionError | KafkaTimeoutError)
     if isinstance(exc, RedisClusterException):

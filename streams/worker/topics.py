@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from streams.settings import Settings
+from streams.worker.clients import new_admin
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def topic_names(settings: Settings) -> list[str]:
 async def ensure_topics(settings: Settings) -> dict[str, int]:
     """Create every missing topic with the configured partitions and replication; returns the
     number of partitions of each topic."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = new_admin(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.faults import RedisServer, account, stored_states, wait_for_output
+from tests.faults import RedisServer, account, read_every, stored_states, wait_for_output
 from tests.pipeline import Pipeline
 from tests.workload import messages_in, mixed_events
 
@@ -134,7 +134,8 @@ def test_one_devices_records_on_two_partitions_lose_no_update_with_two_workers(
                 }
                 records.append((n % 8, orjson.dumps(body)))
         asyncio.run(produce_to_partitions(pipeline, records))
-        pipeline.read("warehouse", len(expected) * per_device, timeout=120)
+        ids = {f"{device}-{n}" for device in expected for n in range(per_device)}
+        read_every(pipeline, "warehouse", ids, 120)
         concurrent = sum(w.get("/stats")[1]["concurrentSaves"] for w in workers)
         if concurrent:
             break

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer
 
 from streams.dev.stack import StackEndpoints
 from streams.worker.groups import committed_offsets
-from tests.pipeline import Pipeline
+from tests.pipeline import Pipeline, broker_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -144,7 +144,7 @@ def test_rebuild_into_a_new_app_id_and_topics(processed: Pipeline) -> None:
         orjson.loads(r.value)["messageId"]: orjson.loads(r.value) for r in original
     }
     # the new group carries on where the rebuild stopped
-    committed = asyncio.run(committed_offsets(processed.stack.bootstrap, new_app))
+    committed = asyncio.run(committed_offsets(broker_settings(processed.stack), new_app))
     assert sum(committed.values()) == 40
     # state from scratch: a second rebuild into the same app id is refused
     again = enricher(processed, "replay", "--mode", "rebuild", "--app-id", new_app)

@@ -48,7 +48,7 @@ EXPECTED_IP: dict[str, dict[str, str]] = {
     },
     "mask:2:3": {
         "v4": "203.0.x.x",
-        "v6": "2001:0db8:85a3:0000:0000:x:x:x",
+        "v6": "2001:db8:85a3:0:0:x:x:x",  # R28: without leading zeros
         "mapped": "::ffff:198.51.x.x",
         "request-v4": "192.0.x.x",
         "request-v6": ABSENT,

@@ -11,7 +11,7 @@ from collections import defaultdict
 import orjson
 import pytest
 
-from tests.faults import identity, stored_states
+from tests.faults import identity, read_every, stored_states
 from tests.pipeline import Pipeline, WorkerProcess
 from tests.workload import mixed_events, reference_states
 
@@ -52,8 +52,8 @@ def test_stopping_mid_stream_loses_nothing(pipeline: Pipeline, stop: str) -> Non
     assert len(partial) < len(message_ids), "stopped too late to test anything"
     second = pipeline.start_worker(wait=False)
 
-    warehouse = pipeline.read("warehouse", len(message_ids), timeout=180)
-    destinations = pipeline.read("destinations", len(message_ids), timeout=60)
+    warehouse = read_every(pipeline, "warehouse", message_ids, 180)
+    destinations = read_every(pipeline, "destinations", message_ids, 60)
     print(
         f"{stop}: stopped after {len(partial)} warehouse records; "
         f"{len(warehouse) - len(message_ids)} repeated after the restart"

@@ -21,6 +21,7 @@ from streams.ops.offsets import (
     probe_consumer,
     read_ranges,
 )
+from tests.pipeline import broker_settings
 
 pytestmark = pytest.mark.tansu_smoke
 
@@ -49,7 +50,7 @@ async def _topic_with_records(stack: StackEndpoints, counts: list[int]) -> str:
 def test_log_ends_count_records_whatever_the_watermark(stack: StackEndpoints) -> None:
     async def check() -> None:
         topic = await _topic_with_records(stack, [300, 0, 17])
-        async with probe_consumer(stack.bootstrap) as consumer:
+        async with probe_consumer(broker_settings(stack)) as consumer:
             tps = [TopicPartition(topic, p) for p in range(3)]
             assert await log_ends(consumer, tps) == dict(zip(tps, [300, 0, 17], strict=True))
             assert await log_end(consumer, tps[0]) == 300
@@ -61,7 +62,7 @@ def test_log_ends_count_records_whatever_the_watermark(stack: StackEndpoints) ->
 def test_offset_for_time_is_the_first_record_at_or_after_it(stack: StackEndpoints) -> None:
     async def check() -> None:
         topic = await _topic_with_records(stack, [300, 17])
-        async with probe_consumer(stack.bootstrap) as consumer:
+        async with probe_consumer(broker_settings(stack)) as consumer:
             tp0, tp1 = TopicPartition(topic, 0), TopicPartition(topic, 1)
             assert await offset_for_time(consumer, tp0, 1_000_000 + 123_000) == 123
             assert await offset_for_time(consumer, tp0, 1_000_000 + 122_500) == 123
@@ -85,7 +86,7 @@ def test_the_broker_is_probed_and_its_answers_used_where_they_are_right(
 ) -> None:
     async def check() -> None:
         topic = await _topic_with_records(stack, [40])
-        async with probe_consumer(stack.bootstrap) as consumer:
+        async with probe_consumer(broker_settings(stack)) as consumer:
             tp = TopicPartition(topic, 0)
             answers = await broker_answers(consumer, tp)
             assert await log_end(consumer, tp) == 40  # whichever path the verdict chose

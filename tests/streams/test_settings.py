@@ -109,3 +109,44 @@ def test_settings_survive_the_trip_through_the_environment() -> None:
         }
     )
     assert Settings.load(environ=settings.to_environ()) == settings
+
+
+def test_a_secret_setting_is_read_from_its_file_and_never_shown(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("from-a-file\n")
+    settings = Settings.load(
+        {
+            "ENRICHER_BROKER_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "ENRICHER_BROKER_SASL_USERNAME": "svc",
+            "ENRICHER_BROKER_SASL_PASSWORD_FILE": str(secret),
+            "ENRICHER_LOOKUP_TOKENS": "t1,t2",
+        }
+    )
+    assert settings.broker_sasl_password == "from-a-file"
+    assert settings.lookup_tokens == ("t1", "t2")
+    assert "from-a-file" not in repr(settings) and "t1" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("environ", "names"),
+    [
+        ({"ENRICHER_BROKER_SECURITY_PROTOCOL": "SASL_SSL"}, "ENRICHER_BROKER_SASL_USERNAME"),
+        ({"ENRICHER_BROKER_SECURITY_PROTOCOL": "TLS"}, "ENRICHER_BROKER_SECURITY_PROTOCOL"),
+        ({"ENRICHER_BROKER_SASL_MECHANISM": "GSSAPI"}, "ENRICHER_BROKER_SASL_MECHANISM"),
+        ({"ENRICHER_BROKER_SSL_CAFILE": "/nonexistent/ca.pem"}, "ENRICHER_BROKER_SSL_CAFILE"),
+        ({"ENRICHER_BROKER_SASL_PASSWORD_FILE": "/nonexistent"}, "ENRICHER_BROKER_SASL_PASSWORD"),
+    ],
+)
+def test_broker_security_settings_are_checked_at_start(
+    environ: dict[str, str], names: str
+) -> None:
+    with pytest.raises(SettingsError, match=names):
+        Settings.load(environ)
+
+
+def test_a_bad_secret_value_is_not_echoed_in_the_error(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    with pytest.raises(SettingsError) as error:
+        Settings.load({"ENRICHER_BROKER_SSL_CAFILE": str(ca)})  # TLS file without TLS
+    assert "ENRICHER_BROKER_SECURITY_PROTOCOL" in str(error.value)

@@ -6,7 +6,8 @@ messages. Ids and times come in as arguments; nothing here reads a clock or a ra
 
 from enrichers.delivery import Source, resolve_message_id
 from enrichers.devices import DeviceRef, device_key, resolve_device
-from enrichers.enrich import EventOutcome, Status, enrich_event
+from enrichers.enrich import EventOutcome, Prepared, Status, enrich_event, prepare_event
+from enrichers.hygiene import Placeholders
 from enrichers.identity import Identity
 from enrichers.ip import IpPolicy
 from enrichers.policy import DEFAULT_POLICY, Policy
@@ -23,7 +24,9 @@ __all__ = [
     "GroupProfileUpdate",
     "Identity",
     "IpPolicy",
+    "Placeholders",
     "Policy",
+    "Prepared",
     "RawEvent",
     "RejectCode",
     "Rejection",
@@ -33,6 +36,7 @@ __all__ = [
     "device_key",
     "enrich_event",
     "parse_raw_event",
+    "prepare_event",
     "resolve_device",
     "resolve_message_id",
 ]

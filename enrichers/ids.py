@@ -42,3 +42,9 @@ def message_id_digest(message_id: str) -> int:
     """R33: a compact 52-bit fingerprint of a messageId for the device's recent-ids window."""
     digest = hashlib.blake2b(message_id.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 12
+
+
+def consentless_anonymous_id(message_id: str) -> str:
+    """R37: the anonymousId of a message whose device keeps no record and gave none: derived
+    from the message alone, so nothing links it to the device's other messages."""
+    return derive_uuid4("consentless", message_id)

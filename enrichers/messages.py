@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from enrichers.consent import consented
 from enrichers.context import CallContext
 from enrichers.identity import Identity
 from enrichers.ip import apply_ip_policy
 from enrichers.policy import Policy
+from enrichers.pseudonyms import pseudonymised
 from enrichers.raw import RawEvent
 from enrichers.routing import reaches_destinations
 from enrichers.timestamps import EventTimes
@@ -69,7 +71,10 @@ def split_outputs(
     message as is, and the destinations message without ``context.traits`` (R25) and
     ``_enrichment``, or None when ``integrations`` keeps it off the destinations (R29)."""
     destinations: dict[str, Any] | None = None
-    if reaches_destinations(warehouse["integrations"]):
+    # R29 by integrations, R37 by the consent categories mapped to the destinations
+    if reaches_destinations(warehouse["integrations"]) and consented(
+        warehouse["context"], policy.destinations_consent
+    ):
         destinations = {k: v for k, v in warehouse.items() if k != "_enrichment"}
         context = {k: v for k, v in warehouse["context"].items() if k != "traits"}
         apply_ip_policy(context, policy.ip_destinations)
@@ -78,4 +83,8 @@ def split_outputs(
         context = dict(warehouse["context"])
         apply_ip_policy(context, policy.ip_warehouse)
         warehouse["context"] = context
+    if policy.pii_warehouse:  # R38
+        warehouse = pseudonymised(warehouse, policy.pii_warehouse, policy.pii_key)
+    if destinations is not None and policy.pii_destinations:
+        destinations = pseudonymised(destinations, policy.pii_destinations, policy.pii_key)
     return warehouse, destinations

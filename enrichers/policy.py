@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Final
 
+from enrichers.hygiene import DEFAULT as DEFAULT_PLACEHOLDERS
+from enrichers.hygiene import Placeholders
 from enrichers.ip import KEEP, IpPolicy
 
 DAY_MS: Final = 86_400_000
@@ -18,6 +20,16 @@ class Policy:
     ip_warehouse: IpPolicy = KEEP
     ip_destinations: IpPolicy = KEEP
     context_traits: tuple[str, ...] = ()
+    placeholders: Placeholders = DEFAULT_PLACEHOLDERS
+    """R36: the id values treated as not given."""
+    destinations_consent: tuple[str, ...] = ()
+    """R37: consent categories that must all be true for the destinations topic."""
+    identity_consent: str = ""
+    """R37: without this category a device keeps no record; empty: off."""
+    pii_warehouse: tuple[str, ...] = ()
+    pii_destinations: tuple[str, ...] = ()
+    """R38: fields each output receives pseudonymised."""
+    pii_key: bytes = b""
     device_ttl_ms: int = field(init=False)
     fingerprint: str = field(init=False)
     """A short hash of the active policy, written to ``_enrichment.policy``."""
@@ -34,6 +46,10 @@ class Policy:
                 f"wh={self.ip_warehouse}",
                 f"dst={self.ip_destinations}",
                 f"ctx={','.join(self.context_traits)}",
+                f"ph={','.join(sorted(self.placeholders.values))}/{self.placeholders.pattern}",
+                f"consent={','.join(self.destinations_consent)}/{self.identity_consent}",
+                f"pii={','.join(self.pii_warehouse)}/{','.join(self.pii_destinations)}",
+                f"key={hashlib.sha256(self.pii_key).hexdigest()[:8] if self.pii_key else ''}",
             )
         )
         return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()

@@ -28,14 +28,18 @@ class DeviceState:
     recent: tuple[int, ...] = ()
     generated: int = 0
     applied: Mapping[str, int] = field(default_factory=dict)
+    consent: Mapping[str, bool] | None = None
+    """R37: the latest consent preferences the device sent."""
     version: int = field(default=0, compare=False)
     """The stored record's version when it was loaded (0: none); the shell saves only over that
     version (R34: two workers never overwrite each other's change of one device). The rules
     carry it along unchanged."""
 
     def without_identity(self) -> DeviceState:
-        """R3, R4, R10: empty ids and traits; keep the bookkeeping."""
-        return replace(self, aid=None, uid=None, utraits=_EMPTY, gid=None, gtraits=_EMPTY)
+        """R3, R4, R10: empty ids, traits and consent (R37); keep the bookkeeping."""
+        return replace(
+            self, aid=None, uid=None, utraits=_EMPTY, gid=None, gtraits=_EMPTY, consent=None
+        )
 
     @property
     def has_identity(self) -> bool:
@@ -68,6 +72,8 @@ class DeviceState:
             doc["n"] = self.generated
         if self.applied:
             doc["o"] = self.applied
+        if self.consent is not None:
+            doc["c"] = self.consent
         return doc
 
     @classmethod
@@ -82,6 +88,7 @@ class DeviceState:
             recent=tuple(doc.get("r") or ()),
             generated=doc.get("n", 0),
             applied=doc.get("o") or {},
+            consent=doc.get("c"),
         )
 
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
-from enrichers import IpPolicy, Policy
+from enrichers import IpPolicy, Placeholders, Policy
+from enrichers.hygiene import DEFAULT_PLACEHOLDERS
 
 CONFIG_FILE_VARIABLE: Final = "ENRICHER_CONFIG"
 _APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -101,6 +102,23 @@ def _context_traits(value: str) -> tuple[str, ...]:
 
 def _name_list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _pattern(value: str) -> str:
+    value = value.strip()
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
+def _field_paths(value: str) -> tuple[str, ...]:
+    paths = _name_list(value)
+    for path in paths:
+        if not re.match(r"^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$", path):
+            raise ValueError(f"{path!r} is not a dotted path such as traits.email")
+    return paths
 
 
 def _header_name(value: str) -> str:
@@ -258,6 +276,60 @@ class Settings:
         _context_traits,
         (),
         "R30: trait keys (comma-separated) or * for context.traits; empty: off",
+    )
+    blocked_ids: tuple[str, ...] = _setting(
+        "ENRICHER_BLOCKED_IDS",
+        _name_list,
+        DEFAULT_PLACEHOLDERS,
+        "R36: id values treated as not given (comma-separated, compared trimmed and ignoring "
+        "case; replaces the list; empty with no pattern: R36 off)",
+    )
+    blocked_ids_pattern: str = _setting(
+        "ENRICHER_BLOCKED_IDS_PATTERN",
+        _pattern,
+        "",
+        "R36: a regular expression; a whole id it matches (ignoring case) is not given",
+    )
+    destinations_consent_categories: tuple[str, ...] = _setting(
+        "ENRICHER_DESTINATIONS_CONSENT_CATEGORIES",
+        _name_list,
+        (),
+        "R37: consent categories that must all be true for a message to reach "
+        "events.destinations (comma-separated); empty: every message",
+    )
+    identity_consent_category: str = _setting(
+        "ENRICHER_IDENTITY_CONSENT_CATEGORY",
+        _text,
+        "",
+        "R37: without this consent category a device keeps no record (only the call's ids); "
+        "empty: off",
+    )
+    pii_fields_warehouse: tuple[str, ...] = _setting(
+        "ENRICHER_PII_FIELDS_WAREHOUSE",
+        _field_paths,
+        (),
+        "R38: dotted paths (traits.email, context.traits.phone, userId) whose values "
+        "events.warehouse gets as HMAC-SHA256 digests",
+    )
+    pii_fields_destinations: tuple[str, ...] = _setting(
+        "ENRICHER_PII_FIELDS_DESTINATIONS",
+        _field_paths,
+        (),
+        "R38: as above, for events.destinations",
+    )
+    pii_key: Secret = _setting(
+        "ENRICHER_PII_KEY",
+        _secret,
+        Secret(""),
+        "R38: the HMAC key of pseudonymised fields (or ENRICHER_PII_KEY_FILE); required when a "
+        "field is named",
+        secret=True,
+    )
+    profile_max_ids: int = _setting(
+        "ENRICHER_PROFILE_MAX_IDS",
+        _positive_int,
+        1000,
+        "R35: most anonymousIds a user profile keeps (the most recent)",
     )
     batch_max: int = _setting(
         "ENRICHER_BATCH_MAX", _positive_int, 2000, "most raw events in one batch"
@@ -454,6 +526,12 @@ class Settings:
             ip_warehouse=self.ip_policy_warehouse,
             ip_destinations=self.ip_policy_destinations,
             context_traits=self.context_traits,
+            placeholders=Placeholders.of(self.blocked_ids, self.blocked_ids_pattern),
+            destinations_consent=self.destinations_consent_categories,
+            identity_consent=self.identity_consent_category,
+            pii_warehouse=self.pii_fields_warehouse,
+            pii_destinations=self.pii_fields_destinations,
+            pii_key=str(self.pii_key).encode(),
         )
 
     @property
@@ -517,6 +595,11 @@ class Settings:
             raise SettingsError(
                 f"{given[0]} is set but ENRICHER_BROKER_SECURITY_PROTOCOL={protocol} uses no "
                 "TLS: use SSL or SASL_SSL"
+            )
+        if (self.pii_fields_warehouse or self.pii_fields_destinations) and not self.pii_key:
+            raise SettingsError(
+                "ENRICHER_PII_FIELDS_* name fields to pseudonymise: set ENRICHER_PII_KEY (or "
+                "ENRICHER_PII_KEY_FILE), the HMAC key"
             )
         if bool(self.broker_ssl_certfile) != bool(self.broker_ssl_keyfile):
             raise SettingsError(

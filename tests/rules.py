@@ -19,7 +19,7 @@ from enrichers import (
     Source,
     enrich_event,
     parse_raw_event,
-    resolve_device,
+    prepare_event,
 )
 from streams.settings import Settings
 from streams.sinks import Sink, SinkRecord
@@ -62,10 +62,16 @@ class Rules:
     ) -> EventOutcome:
         """One event, from ``topic/partition/offset`` with record key ``key``."""
         source = Source(self.topic, partition, offset, key, timestamp_ms)
-        device = resolve_device(event, source)
+        prepared = prepare_event(event, source, self.policy)  # R36, the device key
+        device = prepared.device
         state = self.states.get(device.key, EMPTY_DEVICE)
-        outcome = enrich_event(state, event, device, source, self.policy, self.user_traits)
-        self.states[device.key] = outcome.state
+        outcome = enrich_event(
+            state, prepared.event, device, prepared.source, self.policy, self.user_traits
+        )
+        if outcome.keeps_record:
+            self.states[device.key] = outcome.state
+        else:  # R37: the worker deletes it
+            self.states.pop(device.key, None)
         return outcome
 
 

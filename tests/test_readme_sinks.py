@@ -7,7 +7,15 @@ from pathlib import Path
 from streams.sinks import sink_setting_names
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-COMMON = ("IP_POLICY", "BATCH_MAX", "BATCH_WITHIN", "RETRIES", "RETRY_MAX_DELAY")
+COMMON = (
+    "IP_POLICY",
+    "BATCH_MAX",
+    "BATCH_WITHIN",
+    "RETRIES",
+    "RETRY_MAX_DELAY",
+    "CONSENT_CATEGORIES",
+    "PII_FIELDS",
+)
 
 
 def test_readme_lists_every_built_in_sink_setting() -> None:

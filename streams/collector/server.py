@@ -71,6 +71,7 @@ class Collector:
         self.settings = settings
         self.producer = producer
         self.write_keys = frozenset(settings.collector_write_keys)
+        self.placeholders = settings.policy.placeholders
         self.origins = frozenset(settings.collector_cors_origins) - {"*"}
         # with a device cookie the requests carry credentials: then only listed origins, never
         # any origin that asks, may read the answers (and set the cookie)
@@ -114,6 +115,7 @@ class Collector:
             request_ip=self._request_ip(request),
             received_at=format_iso_ms(time.time_ns() // 1_000_000),
             device_cookie=cookie,
+            placeholders=self.placeholders,
         )
         if body is None:  # over the batch limit: not read (or inflated) to the end
             compressed = "Content-Encoding" in request.headers

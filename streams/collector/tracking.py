@@ -20,6 +20,8 @@ from typing import Any, Final
 import orjson
 
 from enrichers.devices import device_key
+from enrichers.hygiene import DEFAULT as DEFAULT_PLACEHOLDERS
+from enrichers.hygiene import Placeholders, named_device, placeholder_free
 from enrichers.raw import MESSAGE_TYPES, Rejection, validate_raw_event
 
 MAX_MESSAGE_BYTES: Final = 32 * 1024
@@ -58,13 +60,16 @@ class TrackingRequest:
     request_ip: str
     received_at: str
     device_cookie: str | None = None
+    placeholders: Placeholders = DEFAULT_PLACEHOLDERS
+    """R36: id values that name no device."""
 
 
 @dataclass(frozen=True, slots=True)
 class RawRecord:
-    """One record for the raw topic: the device key and the raw event's JSON."""
+    """One record for the raw topic: the device key (None when only placeholder ids would
+    name it, R36) and the raw event's JSON."""
 
-    key: bytes
+    key: bytes | None
     value: bytes
 
 
@@ -205,9 +210,12 @@ def _shape_message(
         return Refused(
             400, "invalid_type", f"{where}: type {message.get('type')!r} is not one of {wanted}"
         )
-    key = device_key(request.device_cookie, message)
-    if key is None:
+    if device_key(request.device_cookie, message) is None:
         return Refused(400, "missing_id", f"{where}: a userId or an anonymousId is required")
+    placeholders = request.placeholders
+    key = device_key(  # R36: a placeholder id names no device
+        named_device(request.device_cookie, placeholders), placeholder_free(message, placeholders)
+    )
     shaped = {name: value for name, value in defaults.items() if name not in message}
     shaped.update(message)
     shaped.pop("writeKey", None)
@@ -228,4 +236,4 @@ def _shape_message(
     parsed = validate_raw_event(shaped)
     if isinstance(parsed, Rejection):
         return Refused(400, parsed.code.value, f"{where}: {parsed.message}")
-    return RawRecord(key.encode("utf-8"), value)
+    return RawRecord(None if key is None else key.encode("utf-8"), value)

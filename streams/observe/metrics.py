@@ -49,6 +49,12 @@ class _CountersCollector(Collector):
             "enricher_retries", "retried infrastructure operations", "operation", c.retries
         )
         yield _labelled(
+            "enricher_blocked_ids",
+            "R36: placeholder ids treated as not given, by listed value",
+            "value",
+            c.blocked_ids,
+        )
+        yield _labelled(
             "enricher_traits_not_cached",
             "R35: events whose traits would have outgrown the cache, by cache",
             "cache",
@@ -65,6 +71,16 @@ class _CountersCollector(Collector):
                 c.generated_anonymous_ids,
             ),
             ("enricher_fenced_writes", "R34: device writes refused by the fence", c.fenced_writes),
+            (
+                "enricher_profile_ids_trimmed",
+                "R35: anonymousIds user profiles dropped over ENRICHER_PROFILE_MAX_IDS",
+                c.profile_ids_trimmed,
+            ),
+            (
+                "enricher_concurrent_saves",
+                "R34: devices saved meanwhile by another worker, applied again",
+                c.concurrent_saves,
+            ),
         ):
             counter = CounterMetricFamily(name, doc)
             counter.add_metric([], value)

@@ -23,6 +23,7 @@ from typing import IO, Any, Final
 import orjson
 
 from enrichers.devices import device_key
+from enrichers.hygiene import Placeholders, placeholder_free
 from enrichers.timestamps import parse_iso_ms
 from streams.ops.progress import progress_bar
 from streams.settings import Settings
@@ -54,11 +55,12 @@ class ImportResult:
         return text
 
 
-def record_key(event: Any) -> bytes | None:
-    """The record key of a keyless line: its device key (CONTRACT "Device key")."""
+def record_key(event: Any, placeholders: Placeholders) -> bytes | None:
+    """The record key of a keyless line: its device key (CONTRACT "Device key"; R36: never a
+    placeholder id)."""
     if not isinstance(event, dict):
         return None
-    key = device_key(None, event)
+    key = device_key(None, placeholder_free(event, placeholders))
     return None if key is None else key.encode("utf-8")
 
 
@@ -107,7 +109,7 @@ async def import_events(settings: Settings, path: str, topic: str) -> ImportResu
                         result.bad_lines.append(number)
                 else:
                     result.types[str(event.get("type"))] += 1
-                key = record_key(event)
+                key = record_key(event, settings.policy.placeholders)
                 result.keyed += key is not None
                 pending.append(
                     await producer.send(topic, value, key=key, timestamp_ms=event_time_ms(event))

@@ -55,7 +55,9 @@ async def rebuild(
         writer.partitions = await ensure_topics(target)
         await writer.start()
         try:
-            store = StateStore(client, KeySpace(app_id), settings.policy.device_ttl_ms)
+            store = StateStore(
+                client, KeySpace(app_id), settings.policy.device_ttl_ms, settings.profile_max_ids
+            )
             processor = BatchProcessor.from_settings(
                 settings, store, writer, outputs, writer.topic_ids
             )

@@ -68,12 +68,28 @@ def ip_policy(value: str) -> IpPolicy:
     return IpPolicy.parse(value)
 
 
+def names(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
 COMMON_OPTIONS: Final[tuple[SinkOption, ...]] = (
     SinkOption("ip_policy", ip_policy, IpPolicy("keep"), "R28: keep | drop | truncate | mask"),
     SinkOption("batch_max", positive_int, 500, "most records consumed and written at once"),
     SinkOption("batch_within", positive_float, 0.2, "seconds to wait to fill a batch"),
     SinkOption("retries", non_negative_int, 8, "retries of a failing batch before dead letters"),
     SinkOption("retry_max_delay", positive_float, 30.0, "longest backoff between retries, s"),
+    SinkOption(
+        "consent_categories",
+        names,
+        (),
+        "R37: consent categories that must all be true on a message for this sink",
+    ),
+    SinkOption(
+        "pii_fields",
+        names,
+        (),
+        "R38: dotted paths this sink receives as HMAC-SHA256 digests (key: ENRICHER_PII_KEY)",
+    ),
 )
 """Options every sink has, whatever it declares."""
 

@@ -31,13 +31,15 @@ from aiokafka.errors import (
 )
 
 from enrichers import IpPolicy
+from enrichers.consent import consented
 from enrichers.ip import apply_ip_policy
+from enrichers.pseudonyms import pseudonymised
 from enrichers.routing import integration_enabled
 from streams.observe.logs import failure_site
 from streams.settings import Settings, SettingsError
 from streams.sinks.base import PermanentSinkError, RetryableSinkError, Sink, SinkRecord
 from streams.sinks.metrics import SinkMetrics
-from streams.sinks.options import load_sink_config, metrics_port
+from streams.sinks.options import load_sink_config, metrics_port, variable
 from streams.sinks.registry import load_sink
 from streams.worker.clients import new_admin, new_producer
 from streams.worker.deadletter import dead_letter_value
@@ -111,6 +113,14 @@ class SinkRunner:
         self.stopping = asyncio.Event()
         config = sink.config
         self._ip_policy: IpPolicy = config["ip_policy"]
+        self._consent: tuple[str, ...] = config.get("consent_categories", ())
+        self._pii_fields: tuple[str, ...] = config.get("pii_fields", ())
+        self._pii_key = str(settings.pii_key).encode()
+        if self._pii_fields and not self._pii_key:
+            raise SettingsError(
+                f"{variable(name, 'pii_fields')} names fields to pseudonymise: set "
+                "ENRICHER_PII_KEY (or ENRICHER_PII_KEY_FILE)"
+            )
         self._batch_max: int = config["batch_max"]
         self._within_ms = int(config["batch_within"] * 1000)
         self._retries: int = config["retries"]
@@ -267,10 +277,16 @@ class SinkRunner:
         if not integration_enabled(message.get("integrations"), self.name, self._obeys_all):
             return None
         context = message.get("context")
+        if self._consent and not consented(  # R37: the sink's categories
+            context if isinstance(context, dict) else None, self._consent
+        ):
+            return None
         if self._ip_policy.kind != "keep" and isinstance(context, dict):
             context = dict(context)
             apply_ip_policy(context, self._ip_policy)
             message["context"] = context
+        if self._pii_fields:  # R38
+            message = pseudonymised(message, self._pii_fields, self._pii_key)
         return SinkRecord(
             message, record.topic, record.partition, record.offset, record.key, record.timestamp_ms
         )

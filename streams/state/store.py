@@ -30,7 +30,8 @@ from enrichers.profiles import ProfileMerge
 from streams.state.keys import KeySpace
 from streams.state.redis_client import RedisClient, is_cluster
 
-ANONYMOUS_IDS_PER_USER: Final = 50
+ANONYMOUS_IDS_PER_USER: Final = 1000
+"""R35: most anonymousIds a user profile keeps by default (ENRICHER_PROFILE_MAX_IDS)."""
 EXPIRY_MARGIN_MS: Final = 30 * DAY_MS
 """Redis expiry runs on the wall clock, R1 on event time: the margin keeps a replay of
 recent history from finding records already reclaimed."""
@@ -53,6 +54,8 @@ class SaveResult:
     conflicts: frozenset[str] = frozenset()
     """Devices another worker saved since they were loaded (records of one device on two
     partitions): to be applied again on what was saved (R34)."""
+    trimmed_ids: int = 0
+    """AnonymousIds user profiles dropped, over ``profile_max_ids`` (R35)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +64,21 @@ class DeviceWrite:
 
     key: str
     state: DeviceState
+    delete: bool = False
+    """R37: remove the record (fenced and versioned as a write)."""
 
 
 class StateStore:
     """The Redis side of the worker. Methods raise redis errors; the caller retries."""
 
-    def __init__(self, client: RedisClient, keys: KeySpace, device_ttl_ms: int) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        keys: KeySpace,
+        device_ttl_ms: int,
+        profile_max_ids: int = ANONYMOUS_IDS_PER_USER,
+    ) -> None:
+        self._profile_max_ids = profile_max_ids
         self._client = client
         self._keys = keys
         self._expiry_ms = device_ttl_ms + EXPIRY_MARGIN_MS
@@ -141,7 +153,7 @@ class StateStore:
                 call = profiles.get(slot := self._slot(profile_keys[0]))
                 if call is None:
                     call = profiles[slot] = _ScriptCall(
-                        "merge_profiles.lua", [ANONYMOUS_IDS_PER_USER]
+                        "merge_profiles.lua", [self._profile_max_ids]
                     )
                 call.keys += profile_keys
                 call.args += _merge_args(merge)
@@ -155,7 +167,8 @@ class StateStore:
             call.keys.append(device_key)
             call.devices.append(write.key)
             streams = advanced.get(write.key, {})
-            call.args += [encode_device(write.state), write.state.version, len(streams)]
+            record = b"" if write.delete else encode_device(write.state)
+            call.args += [record, write.state.version, len(streams)]
             for stream, offset in streams.items():
                 call.args += [stream, offset]
         calls += saves.values()
@@ -178,13 +191,15 @@ class StateStore:
                     "EVALSHA", self._shas[call.script], len(call.keys), *call.keys, *call.args
                 )
             replies = await pipe.execute()
-        refused = 0
+        refused = trimmed = 0
         conflicts: set[str] = set()
         for call, reply in zip(calls, replies, strict=True):
             if call.devices:  # save_devices.lua: {refused, conflicting key indexes (1-based)}
                 refused += int(reply[0])
                 conflicts.update(call.devices[int(index) - 1] for index in reply[1:])
-        return SaveResult(refused, frozenset(conflicts))
+            else:  # merge_profiles.lua: anonymousIds dropped by the bound
+                trimmed += int(reply)
+        return SaveResult(refused, frozenset(conflicts), trimmed)
 
 
 @dataclass

@@ -99,7 +99,12 @@ def create_app(settings: Settings) -> EnricherApp:
     )
     redis_client = connect_to(settings)  # one Redis or a Redis Cluster, by URL
     app.enricher_redis = redis_client
-    store = StateStore(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms)
+    store = StateStore(
+        redis_client,
+        KeySpace(settings.app_id),
+        settings.policy.device_ttl_ms,
+        settings.profile_max_ids,
+    )
     app.enricher_writer = BatchWriter(settings)
     processor = BatchProcessor.from_settings(
         settings, store, app.enricher_writer, topics, app.enricher_writer.topic_ids

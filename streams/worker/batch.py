@@ -32,7 +32,7 @@ from enrichers import (
     UserProfileUpdate,
     enrich_event,
     parse_raw_event,
-    resolve_device,
+    prepare_event,
 )
 from enrichers.identity import user_ids_named
 from enrichers.profiles import coalesce_profiles, merge_traits
@@ -78,6 +78,8 @@ class Counters:
     generated_anonymous_ids: int = 0
     fenced_writes: int = 0
     traits_not_cached: Counter[str] = field(default_factory=Counter)
+    blocked_ids: Counter[str] = field(default_factory=Counter)
+    profile_ids_trimmed: int = 0
     concurrent_saves: int = 0
     batches: int = 0
     retries: Counter[str] = field(default_factory=Counter)
@@ -95,6 +97,8 @@ class Counters:
             "fencedWrites": self.fenced_writes,
             "traitsNotCached": dict(self.traits_not_cached),
             "concurrentSaves": self.concurrent_saves,
+            "blockedIds": dict(self.blocked_ids),
+            "profileIdsTrimmed": self.profile_ids_trimmed,
             "retries": dict(self.retries),
         }
 
@@ -116,6 +120,8 @@ class _Applied:
     advanced: dict[str, dict[str, int]] = field(default_factory=dict)
     users: list[UserProfileUpdate] = field(default_factory=list)
     groups: list[GroupProfileUpdate] = field(default_factory=list)
+    unrecorded: set[str] = field(default_factory=set)
+    """Devices that keep no record (R37): deleted instead of saved."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +215,10 @@ class BatchProcessor:
         if out:
             await self._retrying(lambda: self._writer.write(out), "produce")
             self.counters.messages_out.update(record.topic for record in out)
-        writes = [DeviceWrite(key, state) for key, state in applied.states.items()]
+        writes = [
+            DeviceWrite(key, state, delete=key in applied.unrecorded)
+            for key, state in applied.states.items()
+        ]
         users, groups = coalesce_profiles(applied.users, applied.groups)
         if not (writes or users or groups):
             return frozenset()
@@ -217,6 +226,7 @@ class BatchProcessor:
             lambda: self._store.save(writes, applied.advanced, users, groups), "save"
         )
         self.counters.fenced_writes += saved.refused
+        self.counters.profile_ids_trimmed += saved.trimmed_ids
         return saved.conflicts
 
     async def _known_traits(
@@ -263,6 +273,10 @@ class BatchProcessor:
                 continue
             applied.states[key] = outcome.state
             applied.advanced.setdefault(key, {})[item.source.stream] = item.source.offset
+            if outcome.keeps_record:
+                applied.unrecorded.discard(key)
+            else:  # R37: a device without identity consent keeps no record
+                applied.unrecorded.add(key)
             if outcome.status is not Status.MESSAGE:
                 continue
             assert outcome.warehouse is not None
@@ -303,7 +317,9 @@ class BatchProcessor:
                 record.timestamp_ms,
                 self.topic_ids.get(record.topic, ""),
             )
-            accepted.append(_Accepted(record, result, source, resolve_device(result, source)))
+            prepared = prepare_event(result, source, self._policy)  # R36, the device key
+            self.counters.blocked_ids.update(prepared.blocked)
+            accepted.append(_Accepted(record, prepared.event, prepared.source, prepared.device))
         return accepted
 
     async def _learn_topic_ids(self, records: Sequence[InRecord]) -> None:

@@ -137,9 +137,7 @@ def test_a_secret_setting_is_read_from_its_file_and_never_shown(tmp_path: Path) 
         ({"ENRICHER_BROKER_SASL_PASSWORD_FILE": "/nonexistent"}, "ENRICHER_BROKER_SASL_PASSWORD"),
     ],
 )
-def test_broker_security_settings_are_checked_at_start(
-    environ: dict[str, str], names: str
-) -> None:
+def test_broker_security_settings_are_checked_at_start(environ: dict[str, str], names: str) -> None:
     with pytest.raises(SettingsError, match=names):
         Settings.load(environ)
 

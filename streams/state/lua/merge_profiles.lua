@@ -1,12 +1,13 @@
 -- Merge a batch's updates into user or group profiles (SPEC "State"). Idempotent: traits
 -- merge shallowly (later values win), first/last seen are min/max, anonymousIds are a sorted
--- set by last seen, the most recent kept.
+-- set by last seen, the most recent kept (R35). Returns how many anonymousIds were dropped.
 -- KEYS: per profile, its traits hash, meta hash and anonymousIds sorted set.
 -- ARGV[1]: most anonymousIds kept; then, per profile in order: first seen ms, last seen ms,
 -- the number A of anonymousIds and A pairs (seen ms, anonymousId), the number T of traits
 -- and T pairs (name, JSON value).
 local keep = tonumber(ARGV[1])
 local at = 2
+local trimmed = 0
 for p = 1, #KEYS, 3 do
   local traits_key, meta_key, aids_key = KEYS[p], KEYS[p + 1], KEYS[p + 2]
   local first, last = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
@@ -25,7 +26,7 @@ for p = 1, #KEYS, 3 do
     at = at + 2
   end
   if aids > 0 then
-    redis.call('ZREMRANGEBYRANK', aids_key, 0, -(keep + 1))
+    trimmed = trimmed + redis.call('ZREMRANGEBYRANK', aids_key, 0, -(keep + 1))
   end
   local traits = tonumber(ARGV[at])
   at = at + 1
@@ -38,4 +39,4 @@ for p = 1, #KEYS, 3 do
     at = at + 2 * traits
   end
 end
-return 0
+return trimmed

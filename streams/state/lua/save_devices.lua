@@ -2,7 +2,7 @@
 -- A record is "~=<version>;<stream>=<offset>;...\n<state JSON>": the first line holds the
 -- record's version and the last offset applied from each source partition.
 -- KEYS: the device keys. ARGV[1]: expiry in ms (0: none); then, per key in order: the new
--- record, the version it was computed from (0: the device had no record), the number N of
+-- record ("" to delete it), the version it was computed from (0: the device had no record), the number N of
 -- source streams this batch advanced, and N pairs (stream, offset).
 -- A stored offset at or beyond ours means a newer owner of the partition has written the
 -- device since we loaded it (we are a zombie finishing an old batch): that key is left as it
@@ -42,6 +42,8 @@ for k = 1, #KEYS do
     refused = refused + 1
   elseif version ~= expected then
     result[#result + 1] = k
+  elseif record == '' then
+    redis.call('DEL', KEYS[k])
   elseif ttl > 0 then
     redis.call('SET', KEYS[k], record, 'PX', ttl)
   else

@@ -1,0 +1,35 @@
+"""R37: consent (Segment's ``context.consent.categoryPreferences``, category -> boolean) is
+device state. The latest preferences a call sends are remembered and filled into every later
+message that carries none; a call's own preferences win and replace them. ``reset`` and
+``forget`` clear them. An output mapped to categories receives a message only when every
+mapped category is ``true`` on it (a missing category is ``false``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def preferences(context: Mapping[str, Any] | None) -> dict[str, bool] | None:
+    """The call's category preferences, when it sends any (an object of booleans)."""
+    consent = (context or {}).get("consent")
+    if not isinstance(consent, Mapping):
+        return None
+    given = consent.get("categoryPreferences")
+    if not isinstance(given, Mapping):
+        return None
+    return {str(k): v for k, v in given.items() if isinstance(v, bool)}
+
+
+def fill_preferences(context: dict[str, Any], remembered: Mapping[str, bool]) -> None:
+    """A message without preferences gets the device's remembered ones."""
+    consent = context.get("consent")
+    filled = dict(consent) if isinstance(consent, Mapping) else {}
+    filled["categoryPreferences"] = dict(remembered)
+    context["consent"] = filled
+
+
+def consented(context: Mapping[str, Any] | None, categories: Iterable[str]) -> bool:
+    """Whether every one of ``categories`` is true on the message (none mapped: always)."""
+    given = preferences(context) or {}
+    return all(given.get(category) is True for category in categories)

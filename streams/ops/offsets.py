@@ -87,8 +87,9 @@ async def probe_consumer(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
 async def broker_answers(consumer: AIOKafkaConsumer, tp: TopicPartition) -> BrokerAnswers:
     """Probe the broker behind ``consumer`` on ``tp`` (once per broker and process, as soon as
     a partition with records shows it): ``ListOffsets`` for time 0 must name the first record
-    with its timestamp, and the record before the high watermark must be the last one. A
-    broker that cannot be judged yet (an empty partition) is read the safe way meanwhile."""
+    with its timestamp, ``ListOffsets`` for a time after the last record must name none, and
+    the record before the high watermark must be the last one. A broker that cannot be
+    judged yet (an empty partition) is read the safe way meanwhile."""
     bootstrap = _BOOTSTRAP.get(consumer, "")
     known = _PROBED.get(bootstrap)
     if known is not None:
@@ -99,11 +100,17 @@ async def broker_answers(consumer: AIOKafkaConsumer, tp: TopicPartition) -> Brok
     found, stamp = await _first_at(consumer, tp, start)
     if found < 0:  # no record to judge by
         return BrokerAnswers(by_time=False, watermarks=False)
-    answer = (await consumer.offsets_for_times({tp: 0}))[tp]
-    by_time = answer is not None and answer.offset == found and answer.timestamp == stamp
-    last = await _last_from(consumer, tp, max(watermark - 1, start))
+    last, last_stamp = await _last_record_from(consumer, tp, max(watermark - 1, start))
+    answers = await consumer.offsets_for_times({tp: 0})
+    first_right = answers[tp] is not None and (answers[tp].offset, answers[tp].timestamp) == (
+        found,
+        stamp,
+    )
+    after = (await consumer.offsets_for_times({tp: max(stamp, last_stamp) + 1}))[tp]
+    # Tansu answers time 0 right but names offset 0 (timestamp -1) for a time past every record
+    by_time = first_right and after is None
     # one partition can happen to have a right watermark on a broker whose watermarks are
-    # wrong (Tansu's counts produce requests): only a broker that also answers ListOffsets
+    # wrong (Tansu's count produce requests): only a broker that also answers ListOffsets
     # by time right is trusted with them
     ends_right = watermark > start and last == watermark - 1
     verdict = BrokerAnswers(by_time=by_time, watermarks=by_time and ends_right)
@@ -134,6 +141,16 @@ async def _first_at(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int)
 async def log_start(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
     _ensure_assigned(consumer, [tp])
     return int((await consumer.beginning_offsets([tp]))[tp])
+
+
+async def _last_record_from(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int
+) -> tuple[int, int]:
+    """(offset, timestamp) of the last record one fetch from ``offset`` returns; (-1, -1)."""
+    consumer.seek(tp, offset)
+    fetched = await consumer.getmany(tp, timeout_ms=EMPTY_FETCH_MS, max_records=1_000_000)
+    messages = fetched.get(tp, [])
+    return (messages[-1].offset, messages[-1].timestamp) if messages else (-1, -1)
 
 
 async def _last_from(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> int:

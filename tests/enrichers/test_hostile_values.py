@@ -139,7 +139,11 @@ def hostile_events(draw: st.DrawFn) -> dict[str, Any]:
 @settings(
     max_examples=300,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
 )
 @given(
     st.lists(hostile_events(), min_size=1, max_size=4),

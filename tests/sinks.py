@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import orjson
@@ -133,3 +134,16 @@ class WebhookServer:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def start_file_sink(pipeline: Pipeline, directory: Path, **settings: str) -> SinkProcess:
+    """The file sink writing to ``directory``, publishing each file after a second, ready;
+    ``settings`` are more of its options (``CONSENT_CATEGORIES="analytics"``)."""
+    env = {
+        "ENRICHER_SINK_FILE_DIR": str(directory),
+        "ENRICHER_SINK_FILE_ROTATE_SECONDS": "1",
+        **{f"ENRICHER_SINK_FILE_{name}": value for name, value in settings.items()},
+    }
+    sink = SinkProcess.start(pipeline, "file", env, "file.log")
+    sink.wait_ready()
+    return sink

@@ -126,10 +126,18 @@ def load_sink_config(
     config: dict[str, Any] = {}
     for option in all_options(sink):
         name = variable(sink_name, option.name)
+        from_file = name not in values and f"{name}_FILE" in values
+        if from_file:  # <NAME>_FILE: a mounted secret (a DSN with a password, a header)
+            try:
+                values[name] = Path(values[f"{name}_FILE"]).read_text().strip()
+            except OSError as exc:
+                raise SettingsError(f"{name}_FILE: {exc.strerror}") from None
         if name in values:
             try:
                 config[option.name] = option.parse(values[name])
             except ValueError as exc:
+                if from_file:  # the reason may quote the value: a secret, never shown
+                    raise SettingsError(f"{name}_FILE holds a value {name} does not take") from None
                 raise SettingsError(f"{name}={values[name]!r}: {exc}") from None
         elif option.required:
             raise SettingsError(f"{name} is required by the {sink_name} sink ({option.help})")

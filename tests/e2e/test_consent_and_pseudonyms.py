@@ -13,7 +13,7 @@ import redis
 from streams.state.keys import KeySpace
 from tests.e2e.test_sink_files import published_lines
 from tests.pipeline import Pipeline
-from tests.sinks import SinkProcess, wait_for
+from tests.sinks import start_file_sink, wait_for
 
 PII_KEY = "an-hmac-key-for-the-tests"
 
@@ -48,17 +48,7 @@ def test_r37_consent_is_remembered_and_enforced_on_destinations_and_a_mapped_sin
     pipeline.extra_env["ENRICHER_DESTINATIONS_CONSENT_CATEGORIES"] = "marketing"
     pipeline.start_worker()
     files = tmp_path / "files"
-    sink = SinkProcess.start(
-        pipeline,
-        "file",
-        {
-            "ENRICHER_SINK_FILE_DIR": str(files),
-            "ENRICHER_SINK_FILE_ROTATE_SECONDS": "1",
-            "ENRICHER_SINK_FILE_CONSENT_CATEGORIES": "analytics",
-        },
-        "file.log",
-    )
-    sink.wait_ready()
+    start_file_sink(pipeline, files, CONSENT_CATEGORIES="analytics")
     both = consent(marketing=True, analytics=True)
     withdrawn = consent(marketing=False, analytics=True)
     pipeline.produce_json(
@@ -108,17 +98,7 @@ def test_r38_pseudonymised_fields_are_hmacs_where_named_and_clear_elsewhere(
     )
     pipeline.start_worker()
     files = tmp_path / "files"
-    sink = SinkProcess.start(
-        pipeline,
-        "file",
-        {
-            "ENRICHER_SINK_FILE_DIR": str(files),
-            "ENRICHER_SINK_FILE_ROTATE_SECONDS": "1",
-            "ENRICHER_SINK_FILE_PII_FIELDS": "traits.phone",
-        },
-        "file.log",
-    )
-    sink.wait_ready()
+    start_file_sink(pipeline, files, PII_FIELDS="traits.phone")
     pipeline.produce_json(
         [("dev-h", {"type": "identify", "userId": "u-h", "messageId": "h-1",
                     "traits": {"email": "h@example.com", "phone": "+1 555 0100"}})]

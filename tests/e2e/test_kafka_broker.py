@@ -21,7 +21,7 @@ from tests.conftest import needs_apache_kafka
 from tests.e2e.test_sink_files import published_lines
 from tests.faults import account, wait_for_output
 from tests.pipeline import Pipeline, WorkerProcess
-from tests.sinks import SinkProcess, wait_for
+from tests.sinks import start_file_sink, wait_for
 from tests.workload import messages_in, mixed_events
 
 pytestmark = pytest.mark.e2e
@@ -40,13 +40,7 @@ def test_the_broker_sigkilled_twice_mid_stream_loses_nothing_and_applies_nothing
     total = messages_in(events)
     worker = pipeline.start_worker()
     files = tmp_path / "files"
-    sink = SinkProcess.start(
-        pipeline,
-        "file",
-        {"ENRICHER_SINK_FILE_DIR": str(files), "ENRICHER_SINK_FILE_ROTATE_SECONDS": "1"},
-        "file.log",
-    )
-    sink.wait_ready()
+    sink = start_file_sink(pipeline, files)
     collected = pipeline.topic("collected")  # the collector's own raw topic, checked apart
     collector = CollectorProcess.start(
         {**pipeline.env(), "ENRICHER_TOPIC_RAW": collected, "ENRICHER_COLLECTOR_ACK_TIMEOUT": "3"},

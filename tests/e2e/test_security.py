@@ -24,7 +24,7 @@ from tests.collector import CollectorProcess, read_matching
 from tests.conftest import needs_apache_kafka
 from tests.e2e.test_sink_files import published_lines
 from tests.pipeline import LOOKUP_TOKEN, Pipeline
-from tests.sinks import SinkProcess, wait_for
+from tests.sinks import start_file_sink, wait_for
 
 pytestmark = [pytest.mark.e2e, needs_apache_kafka()]
 
@@ -116,12 +116,7 @@ def test_worker_collector_sink_and_replay_over_sasl_ssl(
         assert len(found) == 1
 
         files = tmp_path / "files"
-        sink = SinkProcess.start(
-            pipeline,
-            "file",
-            {"ENRICHER_SINK_FILE_DIR": str(files), "ENRICHER_SINK_FILE_ROTATE_SECONDS": "1"},
-            "file.log",
-        )
+        sink = start_file_sink(pipeline, files)
         assert wait_for(lambda: len(published_lines(files)) >= 21, 60), sink.log()[-2000:]
 
         replay = subprocess.run(

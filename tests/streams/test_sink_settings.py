@@ -62,6 +62,23 @@ def test_a_bad_value_is_named_in_the_error() -> None:
         )
 
 
+def test_a_sink_option_is_read_from_its_file_and_its_value_not_echoed(tmp_path: Path) -> None:
+    dsn = tmp_path / "dsn"
+    dsn.write_text("postgresql://loader:s3cret@db/warehouse\n")
+    config = load_sink_config("example", Example, {"ENRICHER_SINK_EXAMPLE_ENDPOINT_FILE": str(dsn)})
+    assert config["endpoint"] == "postgresql://loader:s3cret@db/warehouse"
+    bad = tmp_path / "limit"
+    bad.write_text("not a number")
+    with pytest.raises(SettingsError) as error:
+        load_sink_config(
+            "example",
+            Example,
+            {"ENRICHER_SINK_EXAMPLE_ENDPOINT": "x", "ENRICHER_SINK_EXAMPLE_LIMIT_FILE": str(bad)},
+        )
+    assert "ENRICHER_SINK_EXAMPLE_LIMIT" in str(error.value)
+    assert "not a number" not in str(error.value)
+
+
 def test_a_required_option_must_be_set() -> None:
     with pytest.raises(SettingsError, match="ENRICHER_SINK_EXAMPLE_ENDPOINT is required"):
         load_sink_config("example", Example, {})

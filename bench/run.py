@@ -59,7 +59,7 @@ class Run:
     peak_rss_mb: list[float]
     redis_commands_per_event: float
     redis_commands_by_name: dict[str, float]
-    outputs: dict[str, int] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -202,8 +202,15 @@ class Bench:
             "ENRICHER_WEB_PORT": str(free_port()),
         }
 
-    def measure(self, name: str, processes: int, settings: dict[str, str] | None = None) -> Run:
-        """One program on fresh topics; ``settings`` are extra ENRICHER_* for the enricher."""
+    def measure(
+        self,
+        name: str,
+        processes: int,
+        settings: dict[str, str] | None = None,
+        console: bool = False,
+    ) -> Run:
+        """One program on fresh topics; ``settings`` are extra ENRICHER_* for the enricher;
+        ``console``: the live console attached (reading every topic as the worker writes)."""
         topics = Topics.fresh(name.replace(" ", "-"))
         asyncio.run(create_topics(self.stack.bootstrap, topics))
         asyncio.run(produce(self.stack.bootstrap, topics.raw, self.workload))
@@ -249,6 +256,16 @@ class Bench:
                 env = {**self.enricher_env(topics, group), **(settings or {})}
                 expected = self.messages
             started.append(self.start(f"{name}-{n}", argv, env))
+        console_port = free_port()
+        if console:
+            env = {
+                **self.enricher_env(topics, group),
+                "ENRICHER_CONSOLE_PORT": str(console_port),
+                "ENRICHER_LOOKUP_OPEN": "true",
+            }
+            argv = [sys.executable, "-m", "streams.cli", "console"]
+            attached = self.start(f"{name}-console", argv, env)
+            wait_ready(attached[1], attached[0], "Console ready", 60)
         calls_before = self.command_calls()
         records = asyncio.run(
             drain(self.stack.bootstrap, topics.out1, expected, 900, [p for p, _ in started])
@@ -261,6 +278,11 @@ class Bench:
         }
         commands = sum(by_name.values()) * EVENTS
         rss = [round(peak_rss_mb(process.pid), 1) for process, _ in started]
+        extra: dict[str, Any] = {"out1": len(records)}
+        if console:
+            extra["console"] = console_caught_up(console_port, expected)
+            extra["console"]["peak_rss_mb"] = round(peak_rss_mb(attached[0].pid), 1)
+            started.append(attached)
         stop_processes(started)
         stamps = [ts for ts, _ in records]
         seconds = (max(stamps) - min(stamps)) / 1000 or 0.001
@@ -273,7 +295,7 @@ class Bench:
             rss,
             round(commands / EVENTS, 4),
             by_name,
-            {"out1": len(records)},
+            extra,
         )
         print(
             f"{name:<22} {run.events_per_second:>8} events/s  {seconds:6.1f} s  "
@@ -417,6 +439,24 @@ class Bench:
         }
 
 
+def console_caught_up(port: int, expected: int, timeout: float = 60) -> dict[str, Any]:
+    """Whether the console's window saw every warehouse message the worker wrote, and how
+    long after the worker finished."""
+    import urllib.request
+
+    finished = time.monotonic()
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health") as response:
+            counts = orjson.loads(response.read())["counts"]
+        if counts["warehouse"] >= expected or time.monotonic() - finished > timeout:
+            return {
+                "warehouse_seen": counts["warehouse"],
+                "raw_seen": counts["raw"],
+                "behind_seconds": round(time.monotonic() - finished, 2),
+            }
+        time.sleep(0.2)
+
+
 def chart(runs: list[Run], path: Path) -> None:
     import matplotlib
 
@@ -466,6 +506,18 @@ def scaling_table(bench: Bench, workdir: Path) -> list[dict[str, Any]]:
 def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="enricher-bench-"))
+    if PARTS == "console":  # the worker with and without the live console, side by side
+        with DevStack(redis_url=None, workdir=workdir, broker=BROKER) as stack:
+            bench = Bench(stack, workdir)
+            plain = bench.measure("plain aiokafka loop", 1)
+            alone = bench.measure("enricher worker", 1)
+            attached = bench.measure("enricher + live console", 1, console=True)
+        path = RESULTS / "bench.json"
+        before: dict[str, Any] = orjson.loads(path.read_bytes()) if path.exists() else {}
+        before["console"] = console_results(plain, alone, attached)
+        path.write_bytes(orjson.dumps(before, option=orjson.OPT_INDENT_2))
+        print(orjson.dumps(before["console"], option=orjson.OPT_INDENT_2).decode())
+        return 0
     if PARTS == "scaling":
         with DevStack(redis_url=None, workdir=workdir, broker=BROKER) as stack:
             rows = scaling_table(Bench(stack, workdir), workdir)
@@ -490,6 +542,7 @@ def main() -> int:
         memory_after = int(bench.redis.info("memory")["used_memory"])
         memory = bench.redis_memory_per_device(bench.last_group)
         runs.append(bench.measure("enricher, 2 workers", 2))
+        attached = bench.measure("enricher + live console", 1, console=True)
         compressed = [
             bench.measure(f"enricher, {codec} outputs", 1, {"ENRICHER_OUTPUT_COMPRESSION": codec})
             for codec in COMPRESSION
@@ -509,6 +562,7 @@ def main() -> int:
             "enricher_vs_naive": round(enricher.events_per_second / naive.events_per_second, 3),
             "two_workers_vs_one": round(runs[3].events_per_second / enricher.events_per_second, 3),
         },
+        "console": console_results(plain, enricher, attached),
         "output_compression": {
             run.name.split(", ")[1].split()[0]: {
                 "events_per_second": run.events_per_second,
@@ -530,6 +584,7 @@ def main() -> int:
                 k: results[k]
                 for k in (
                     "ratios",
+                    "console",
                     "output_compression",
                     "latency_at_half_throughput",
                     "redis_memory",
@@ -541,6 +596,18 @@ def main() -> int:
     )
     print(f"wrote {RESULTS / 'bench.json'} and {RESULTS / 'bench.png'}")
     return 0
+
+
+def console_results(plain: Run, alone: Run, attached: Run) -> dict[str, Any]:
+    return {
+        "worker_alone_events_per_second": alone.events_per_second,
+        "worker_with_console_events_per_second": attached.events_per_second,
+        "worker_with_console_vs_without": round(
+            attached.events_per_second / alone.events_per_second, 3
+        ),
+        "worker_alone_vs_plain": round(alone.events_per_second / plain.events_per_second, 3),
+        **attached.outputs["console"],
+    }
 
 
 def scaling_results(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -124,13 +124,16 @@ def enrich_event(
         "source": str(source),
         "restored": identity.anonymous_id_source == "stored" or identity.user_id_restored,
         "policy": policy.fingerprint,
+        "anonymousId": identity.anonymous_id_source,  # call, stored or generated (R5-R7)
     }
+    if identity.rotated:  # R12
+        enrichment["rotated"] = True
     if change.not_cached is not None:  # R35: marked
         enrichment["traitsNotCached"] = change.not_cached
     message = build_warehouse_message(event, identity, call, times, delivery.message_id, enrichment)
     warehouse, destinations = split_outputs(message, policy)  # R25, R28, R29, R37, R38
     user_update, group_update = (
-        profile_updates(event, identity, times.received_at_ms) if kept else (None, None)
+        profile_updates(event, identity, times.received_at_ms, device.key) if kept else (None, None)
     )
     return EventOutcome(
         Status.MESSAGE,

@@ -22,6 +22,8 @@ class UserProfileUpdate:
     anonymous_id: str
     seen_ms: int
     traits: Mapping[str, Any] | None = None
+    device: str | None = None
+    """The device key: R39 deletes every device a profile lists."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,14 +34,14 @@ class GroupProfileUpdate:
 
 
 def profile_updates(
-    event: RawEvent, identity: Identity, seen_ms: int
+    event: RawEvent, identity: Identity, seen_ms: int, device: str | None = None
 ) -> tuple[UserProfileUpdate | None, GroupProfileUpdate | None]:
     """What a message tells the profiles: every identified message links its anonymousId to
     the user, an identify brings its traits (the whole cache, R16), a group its group traits."""
     user = None
     if identity.user_id:
         traits = identity.traits if event.type == "identify" else None
-        user = UserProfileUpdate(identity.user_id, identity.anonymous_id, seen_ms, traits)
+        user = UserProfileUpdate(identity.user_id, identity.anonymous_id, seen_ms, traits, device)
     group = None
     if event.type == "group" and identity.group_id:
         group = GroupProfileUpdate(identity.group_id, identity.traits or {}, seen_ms)
@@ -60,12 +62,22 @@ class ProfileMerge:
     last_seen_ms: int
     anonymous_ids: dict[str, int] = field(default_factory=dict)
     traits: dict[str, Any] = field(default_factory=dict)
+    devices: dict[str, int] = field(default_factory=dict)
+    """Device keys by last seen: the bounded user -> devices index R39 deletions follow."""
 
-    def add(self, seen_ms: int, anonymous_id: str | None, traits: Mapping[str, Any] | None) -> None:
+    def add(
+        self,
+        seen_ms: int,
+        anonymous_id: str | None,
+        traits: Mapping[str, Any] | None,
+        device: str | None = None,
+    ) -> None:
         self.first_seen_ms = min(self.first_seen_ms, seen_ms)
         self.last_seen_ms = max(self.last_seen_ms, seen_ms)
         if anonymous_id is not None:
             self.anonymous_ids[anonymous_id] = max(seen_ms, self.anonymous_ids.get(anonymous_id, 0))
+        if device is not None:
+            self.devices[device] = max(seen_ms, self.devices.get(device, 0))
         merge_traits(self.traits, traits)
 
 
@@ -76,7 +88,7 @@ def coalesce_profiles(
     user_merges: dict[str, ProfileMerge] = {}
     for update in users:
         merge = user_merges.setdefault(update.user_id, ProfileMerge(update.seen_ms, update.seen_ms))
-        merge.add(update.seen_ms, update.anonymous_id, update.traits)
+        merge.add(update.seen_ms, update.anonymous_id, update.traits, update.device)
     group_merges: dict[str, ProfileMerge] = {}
     for group in groups:
         merge = group_merges.setdefault(group.group_id, ProfileMerge(group.seen_ms, group.seen_ms))

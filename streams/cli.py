@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     lookup.add_argument("kind", choices=["device", "user", "group"])
     lookup.add_argument("id", help="the device key, userId or groupId")
     commands.add_parser("settings", help="print the effective settings and exit")
+    commands.add_parser(
+        "console",
+        help="serve the live console: recent events raw and enriched, side by side "
+        "(ENRICHER_CONSOLE_PORT; needs ENRICHER_LOOKUP_TOKENS)",
+    )
     collector = commands.add_parser(
         "collector", help="serve Segment's Tracking API over HTTP, writing events.raw"
     )
@@ -70,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     sink_commands.add_parser("settings", help="every sink setting name, one a line")
     add_sink_rewind_parser(sink_commands)
     _add_operations_commands(commands)
+    from streams.regulations.commands import add_regulate_parser
+
+    add_regulate_parser(commands)
     return parser
 
 
@@ -186,6 +194,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_collector(settings, args.loglevel)
     if args.command == "sink":
         return _run_sink_command(args, settings)
+    if args.command == "console":
+        from streams.console.server import run_console
+
+        return run_console(settings)
+    if args.command == "regulate":
+        from streams.regulations.commands import run_regulate
+
+        return run_regulate(settings, args)
     if args.command == "settings":
         for name, value in vars(settings).items():
             print(f"{name} = {_shown(name, value)}")
@@ -194,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _uses_the_broker(args: argparse.Namespace) -> bool:
-    if args.command in ("collector", "replay", "import", "deadletter"):
+    if args.command in ("collector", "replay", "import", "deadletter", "regulate", "console"):
         return True
     return args.command == "sink" and args.sink_command in ("run", "rewind")
 

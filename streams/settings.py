@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from enrichers import IpPolicy, Placeholders, Policy
 from enrichers.hygiene import DEFAULT_PLACEHOLDERS
+from enrichers.regulations import Digests
 
 CONFIG_FILE_VARIABLE: Final = "ENRICHER_CONFIG"
 _APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -246,6 +247,12 @@ class Settings:
     topic_deadletter: str = _setting(
         "ENRICHER_TOPIC_DEADLETTER", _topic, "events.deadletter", "raw records that failed"
     )
+    topic_regulations: str = _setting(
+        "ENRICHER_TOPIC_REGULATIONS",
+        _topic,
+        "events.regulations",
+        "R39: regulations (suppress, delete), kept; outcomes go to <this>.status",
+    )
     topic_partitions: int = _setting(
         "ENRICHER_TOPIC_PARTITIONS", _positive_int, 8, "partitions of topics created on start"
     )
@@ -324,6 +331,23 @@ class Settings:
         "R38: the HMAC key of pseudonymised fields (or ENRICHER_PII_KEY_FILE); required when a "
         "field is named",
         secret=True,
+    )
+    regulation_key: Secret = _setting(
+        "ENRICHER_REGULATION_KEY",
+        _secret,
+        Secret(""),
+        "R39: the key of the suppression list's digests (or ENRICHER_REGULATION_KEY_FILE); "
+        "unset: derived from ENRICHER_APP_ID (set one: a digest of a guessable id is then "
+        "confirmable by whoever knows the app id)",
+        secret=True,
+    )
+    regulation_settle: float = _setting(
+        "ENRICHER_REGULATION_SETTLE_SECONDS",
+        _positive_float,
+        10.0,
+        "R39: a deletion runs again this long after the first pass (what a batch in flight "
+        "wrote meanwhile); a batch re-checks the suppression list if its save comes later than "
+        "half of this after its check",
     )
     profile_max_ids: int = _setting(
         "ENRICHER_PROFILE_MAX_IDS",
@@ -511,6 +535,18 @@ class Settings:
         "make run / enricher demo without ENRICHER_BROKER: tansu (embedded) or kafka (local "
         "Apache Kafka; needs Java and Maven)",
     )
+    console_port: int = _setting(
+        "ENRICHER_CONSOLE_PORT", _port, 8099, "the live console's HTTP port (`enricher console`)"
+    )
+    console_host: str = _setting(
+        "ENRICHER_CONSOLE_HOST", _text, "127.0.0.1", "address the live console binds"
+    )
+    console_window: int = _setting(
+        "ENRICHER_CONSOLE_WINDOW",
+        _positive_int,
+        5000,
+        "recent events the live console keeps in memory (raw records with their outputs)",
+    )
     web_host: str = _setting(
         "ENRICHER_WEB_HOST",
         _text,
@@ -533,6 +569,17 @@ class Settings:
             pii_destinations=self.pii_fields_destinations,
             pii_key=str(self.pii_key).encode(),
         )
+
+    @property
+    def regulation_digests(self) -> Digests:
+        """R39: how the suppression list names ids (keyed by ENRICHER_REGULATION_KEY)."""
+        secret = str(self.regulation_key) or f"app:{self.app_id}"
+        return Digests.from_secret(secret.encode())
+
+    @property
+    def topic_regulation_status(self) -> str:
+        """R39: each regulation's outcomes (state, sinks), keyed ``<id>/<who>``."""
+        return f"{self.topic_regulations}.status"
 
     @property
     def bootstrap_servers(self) -> str:

@@ -76,6 +76,7 @@ class Pipeline:
             ENRICHER_TOPIC_WAREHOUSE=self.topic("warehouse"),
             ENRICHER_TOPIC_DESTINATIONS=self.topic("destinations"),
             ENRICHER_TOPIC_DEADLETTER=self.topic("deadletter"),
+            ENRICHER_TOPIC_REGULATIONS=self.topic("regulations"),
             ENRICHER_SESSION_TIMEOUT="3",
             ENRICHER_REBALANCE_TIMEOUT="6",
             ENRICHER_LOOKUP_TOKENS=LOOKUP_TOKEN,
@@ -120,6 +121,17 @@ class Pipeline:
             ((k.encode() if k is not None else None, orjson.dumps(v)) for k, v in events),
             role,
             timestamps_ms,
+        )
+
+    def enricher(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``enricher ARGS`` to its end with the pipeline's settings."""
+        return subprocess.run(
+            [sys.executable, "-m", "streams.cli", *args],
+            env=self.env(),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     def read(self, role: str, count: int, timeout: float = 60.0) -> list[OutputRecord]:

@@ -87,6 +87,7 @@ class ReceivedRequest:
     headers: dict[str, str]
     body: Any
     at: float
+    path: str = ""
 
 
 @dataclass
@@ -113,7 +114,11 @@ class WebhookServer:
                     status = owner.statuses[len(owner.requests) % len(owner.statuses)]
                     owner.requests.append(
                         ReceivedRequest(
-                            status, dict(self.headers.items()), orjson.loads(body), time.time()
+                            status,
+                            dict(self.headers.items()),
+                            orjson.loads(body),
+                            time.time(),
+                            self.path,
                         )
                     )
                 self.send_response(status)

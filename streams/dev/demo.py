@@ -67,6 +67,9 @@ def run_demo(settings: Settings, once: bool, embedded_broker: bool) -> int:
             return 0
         web = f"http://127.0.0.1:{settings.web_port}"
         print(f"\nLookups (open on localhost): {web}/devices/KEY, {web}/users/ID, {web}/groups/ID")
+        console = _start_console(settings, workdir / "console.log")
+        cleanup.callback(_stop_worker, console)
+        print(f"\nLive console (open on localhost): {_console_address(console, workdir)}")
         print(
             f"\nThe pipeline keeps running: produce raw events to {settings.topic_raw} at "
             f"{settings.bootstrap_servers}. Worker log: {workdir / 'worker.log'}. Ctrl-C stops."
@@ -79,17 +82,56 @@ def run_demo(settings: Settings, once: bool, embedded_broker: bool) -> int:
         return 0 if worker.poll() in (None, 0) else 1
 
 
-def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+def _start_worker(
+    settings: Settings, log_path: Path, command: str = "worker"
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENRICHER_")}
     env.update(settings.to_environ())
     log = log_path.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker"],
+        [sys.executable, "-m", "streams.cli", command],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+CONSOLE_READY = "Console ready: "
+
+
+def _start_console(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    """``enricher console`` beside the worker, on localhost (open: ``lookup_open``), on
+    ENRICHER_CONSOLE_PORT (8099) or, when that is taken, on a free port."""
+    wanted = settings.console_port
+    port = wanted if wanted and _port_free(wanted) else free_port()
+    return _start_worker(
+        settings.with_overrides(console_host="127.0.0.1", console_port=port),
+        log_path,
+        command="console",
+    )
+
+
+def _console_address(console: subprocess.Popen[bytes], workdir: Path) -> str:
+    log_path = workdir / "console.log"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and console.poll() is None:
+        for line in log_path.read_text(errors="replace").splitlines():
+            if line.startswith(CONSOLE_READY):
+                return line.removeprefix(CONSOLE_READY)
+        time.sleep(0.2)
+    return f"not started; see {log_path}"
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _wait_ready(worker: subprocess.Popen[bytes], log_path: Path, timeout: float = 90) -> None:

@@ -60,6 +60,12 @@ class _CountersCollector(Collector):
             "cache",
             c.traits_not_cached,
         )
+        yield _labelled(
+            "enricher_suppressed",
+            "R39: raw events dropped for a suppressed id, by kind of id",
+            "kind",
+            c.suppressed,
+        )
         for name, doc, value in (
             ("enricher_batches", "batches processed", c.batches),
             ("enricher_duplicates", "R32: events seen again (same messageId)", c.duplicates),

@@ -8,6 +8,8 @@ backoff, dead letters and offset commits. A sink only has to write a batch, or r
 - :class:`PermanentSinkError`: these records will never be accepted (the runner dead-letters
   them and goes on).
 
+A sink may also implement :meth:`Sink.regulate` (SPEC R39: delete what it wrote of a person).
+
 Any other exception is a bug: the runner stops without committing the batch.
 """
 
@@ -17,6 +19,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
+
+from enrichers.regulations import Regulation
 
 SinkSource = Literal["destinations", "warehouse"]
 
@@ -63,6 +67,10 @@ class RetryableSinkError(SinkError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RegulationUnsupported(SinkError):
+    """The destination cannot do what a regulation asks (R39): reported as ``unsupported``."""
 
 
 class PermanentSinkError(SinkError):
@@ -112,6 +120,16 @@ class Sink(ABC):
         """Called between batches, at least every second (time-based work such as rotating
         a file); nothing by default."""
         return None
+
+    async def regulate(self, regulation: Regulation) -> Mapping[str, Any]:
+        """R39: a regulation of ``events.regulations``, once, in order, before the records
+        consumed after it: a ``delete`` (or ``delete-and-suppress``) asks the sink to delete
+        what it wrote of the regulation's userIds and anonymousIds. Return counts for the
+        regulation's status (never ids); raise :class:`RetryableSinkError` to be called again
+        later, :class:`RegulationUnsupported` when the destination cannot (the default), any
+        other error to report the regulation ``failed`` on this sink (tried again on the next
+        start)."""
+        raise RegulationUnsupported(f"the {self.name} sink cannot delete what it wrote")
 
     @abstractmethod
     async def write(self, batch: Sequence[SinkRecord]) -> None:

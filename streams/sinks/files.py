@@ -14,14 +14,21 @@ import fcntl
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Final
 
 import orjson
 
-from streams.sinks.base import RetryableSinkError, Sink, SinkOption, SinkRecord
+from enrichers.regulations import Regulation
+from streams.sinks.base import (
+    RegulationUnsupported,
+    RetryableSinkError,
+    Sink,
+    SinkOption,
+    SinkRecord,
+)
 from streams.sinks.options import positive_float, positive_int
 
 IN_PROGRESS: Final = ".jsonl.inprogress"
@@ -57,6 +64,13 @@ class FileSink(Sink):
         self._path: Path | None = None
         self._opened_at = 0.0
         self._size = 0
+
+    async def regulate(self, regulation: Regulation) -> Mapping[str, Any]:
+        """R39: published files are never rewritten (their readers may have taken them);
+        a deletion is reported ``unsupported`` for this sink."""
+        if regulation.deletes:
+            raise RegulationUnsupported("published files are not rewritten")
+        return {}
 
     async def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,9 @@ class SinkMetrics:
         self._skipped = counter("records_skipped", "records skipped by their integrations object")
         self._retries = counter("retries", "retried writes of a batch")
         self._dead = counter("records_dead_lettered", "records sent to the sink's dead letters")
+        self._erased = counter(
+            "records_erased", "R39: records of deleted ids consumed after the deletion, not written"
+        )
         self._latency = Histogram(
             "enricher_sink_batch_seconds",
             "time to write (or dead-letter) one consumed batch, retries included",
@@ -40,7 +43,7 @@ class SinkMetrics:
             )
         )
         self.totals: dict[str, int] = dict.fromkeys(
-            ("in", "written", "skipped", "retries", "dead_lettered"), 0
+            ("in", "written", "skipped", "retries", "dead_lettered", "erased"), 0
         )
         self._by_kind = {
             "in": self._records_in,
@@ -48,6 +51,7 @@ class SinkMetrics:
             "skipped": self._skipped,
             "retries": self._retries,
             "dead_lettered": self._dead,
+            "erased": self._erased,
         }
 
     def count(self, kind: str, amount: int = 1) -> None:

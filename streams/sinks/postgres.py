@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import psycopg
 from psycopg import sql
 
+from enrichers.regulations import Regulation
 from streams.sinks.base import (
     PermanentSinkError,
     RetryableSinkError,
@@ -93,6 +94,74 @@ class PostgresSink(Sink):
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
+
+    async def regulate(self, regulation: Regulation) -> Mapping[str, Any]:
+        """R39: in one transaction, every row of the regulation's userIds (``users`` by id,
+        the other tables by ``user_id``), of their anonymousIds as loaded here and of the
+        anonymousIds and devices it names (``anonymous_id``, and aliases' ``previous_id``)."""
+        if not regulation.deletes:
+            return {}
+        user_ids = list(regulation.user_ids)
+        try:
+            connection = await self._connect()
+            async with connection.transaction():
+                tables = await self._tables_with_ids(connection)
+                anonymous_ids = {*regulation.anonymous_ids, *regulation.devices}
+                for table, columns in tables.items():
+                    if user_ids and {"user_id", "anonymous_id"} <= columns:
+                        cursor = await connection.execute(
+                            sql.SQL(
+                                "SELECT DISTINCT anonymous_id FROM {} WHERE user_id = ANY(%s)"
+                                " AND anonymous_id IS NOT NULL"
+                            ).format(sql.Identifier(self._schema, table)),
+                            [user_ids],
+                        )
+                        anonymous_ids.update(row[0] for row in await cursor.fetchall())
+                rows = 0
+                aids = sorted(anonymous_ids)
+                wanted: dict[str, list[str]] = {
+                    "user_id": user_ids,
+                    "anonymous_id": aids,
+                    "previous_id": [*user_ids, *aids],  # aliases
+                }
+                for table, columns in tables.items():
+                    named = [(c, v) for c, v in wanted.items() if c in columns]
+                    if table == "users":
+                        named.append(("id", user_ids))  # one row per userId
+                    if not named:
+                        continue
+                    cursor = await connection.execute(
+                        sql.SQL("DELETE FROM {} WHERE {}").format(
+                            sql.Identifier(self._schema, table),
+                            sql.SQL(" OR ").join(
+                                sql.SQL("{} = ANY(%s)").format(sql.Identifier(c)) for c, _ in named
+                            ),
+                        ),
+                        [values for _, values in named],
+                    )
+                    rows += max(0, cursor.rowcount)
+        except psycopg.OperationalError as exc:
+            await self.stop()
+            raise RetryableSinkError(f"PostgreSQL: {exc}") from exc
+        return {"rows": rows, "tables": len(tables)}
+
+    async def _tables_with_ids(
+        self, connection: psycopg.AsyncConnection[Any]
+    ) -> dict[str, set[str]]:
+        """Tables of the schema with personal id columns, and those columns."""
+        cursor = await connection.execute(
+            "SELECT c.table_name, c.column_name FROM information_schema.columns c"
+            " JOIN information_schema.tables t"
+            " ON t.table_schema = c.table_schema AND t.table_name = c.table_name"
+            " WHERE c.table_schema = %s AND t.table_type = 'BASE TABLE'"
+            " AND (c.column_name IN ('user_id', 'anonymous_id', 'previous_id')"
+            " OR (c.table_name = 'users' AND c.column_name = 'id'))",
+            [self._schema],
+        )
+        tables: dict[str, set[str]] = {}
+        for table, column in await cursor.fetchall():
+            tables.setdefault(table, set()).add(column)
+        return tables
 
     async def write(self, batch: Sequence[SinkRecord]) -> None:
         # a message without messageId has no primary key: it cannot be loaded idempotently

@@ -16,6 +16,7 @@ import logging
 import signal
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,10 +35,24 @@ from enrichers import IpPolicy
 from enrichers.consent import consented
 from enrichers.ip import apply_ip_policy
 from enrichers.pseudonyms import pseudonymised
+from enrichers.regulations import Regulation
 from enrichers.routing import integration_enabled
 from streams.observe.logs import failure_site
+from streams.regulations.log import (
+    Outcome,
+    RegulationTail,
+    RegulationWriter,
+    now_ms,
+    sink_outcome_name,
+)
 from streams.settings import Settings, SettingsError
-from streams.sinks.base import PermanentSinkError, RetryableSinkError, Sink, SinkRecord
+from streams.sinks.base import (
+    PermanentSinkError,
+    RegulationUnsupported,
+    RetryableSinkError,
+    Sink,
+    SinkRecord,
+)
 from streams.sinks.metrics import SinkMetrics
 from streams.sinks.options import load_sink_config, metrics_port, variable
 from streams.sinks.registry import load_sink
@@ -129,6 +144,14 @@ class SinkRunner:
         self._obeys_all = type(sink).obeys_all_false
         self._deadletter = deadletter_topic(settings, name)
         self._max_record_bytes = settings.max_record_bytes
+        self._regulations = RegulationTail(settings)
+        self._reports = RegulationWriter(settings)
+        self._who = sink_outcome_name(name)
+        self._erased_until: dict[tuple[str, str], int] = {}
+        """R39: (field, id) of deleted ids -> records produced before this (ms) are not
+        written: the backlog a sink reads after a deletion must not bring the rows back."""
+        self._regulations_seen: set[str] = set()
+        self._settle_ms = int(settings.regulation_settle * 1000)
 
     async def run(self) -> None:
         settings = self.settings
@@ -139,6 +162,11 @@ class SinkRunner:
         self.metrics.positions.consumer = consumer
         try:
             if not await self.start_sink():
+                return
+            await until_done(self._regulations.start, "connecting to the regulations topics")
+            await until_done(self._reports.start, "connecting the regulations producer")
+            await until_done(self._regulations.catch_up, "reading the regulations")
+            if not await self._follow_regulations():  # before any record: R39
                 return
             consumer.subscribe([self._source], listener=_WaitForBatch(self))
             await until_done(consumer.start, "connecting the consumer")
@@ -158,6 +186,8 @@ class SinkRunner:
                 try:
                     await self.sink.stop()
                 finally:
+                    await self._regulations.stop()
+                    await self._reports.stop()
                     await producer.stop()
                     log.info("sink %s stopped: %s", self.name, self.metrics.summary())
 
@@ -186,6 +216,9 @@ class SinkRunner:
     async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         ticked = time.monotonic()
         while not self.stopping.is_set():
+            await until_done(lambda: self._regulations.poll(0), "reading the regulations")
+            if not await self._follow_regulations():
+                return
             try:
                 fetched = await consumer.getmany(
                     timeout_ms=self._within_ms, max_records=self._batch_max
@@ -236,6 +269,80 @@ class SinkRunner:
         self.metrics.positions.done(fetched)
         self.metrics.observe_batch(time.monotonic() - started)
 
+    async def _follow_regulations(self) -> bool:
+        """R39: learn every deletion (for the backlog), and have the sink apply each
+        regulation it has no outcome for, in order, reporting the outcome. False when a stop
+        came while one was being retried."""
+        for status in self._regulations.book.statuses.values():
+            regulation = status.regulation
+            if regulation.id in self._regulations_seen:
+                continue
+            self._regulations_seen.add(regulation.id)
+            if regulation.deletes:
+                until = regulation.requested_at_ms + self._settle_ms
+                for name, value in (
+                    *(("userId", v) for v in regulation.user_ids),
+                    *(("anonymousId", v) for v in (*regulation.anonymous_ids, *regulation.devices)),
+                ):
+                    key = (name, value)
+                    self._erased_until[key] = max(until, self._erased_until.get(key, 0))
+            if status.done_by(self._who) or self._who in status.outcomes:
+                continue  # failed before: tried again on the next start
+            try:
+                outcome = await self._regulate(regulation)
+            except _Stopping:
+                return False
+            await until_done(partial(self._reports.report, [outcome]), "reporting a regulation")
+            status.outcomes[self._who] = outcome
+        return True
+
+    async def _regulate(self, regulation: Regulation) -> Outcome:
+        delay = FIRST_RETRY_DELAY
+        attempt = 0
+        while True:
+            try:
+                details = await self.sink.regulate(regulation)
+            except RegulationUnsupported as exc:
+                log.info("sink %s: regulation %s unsupported: %s", self.name, regulation.id, exc)
+                return Outcome(regulation.id, self._who, "unsupported", now_ms(), str(exc))
+            except Exception as exc:
+                retryable = isinstance(exc, RetryableSinkError) or is_transient(exc)
+                if not retryable or attempt >= self._retries:
+                    log.error(
+                        "sink %s: regulation %s failed: %s",
+                        self.name,
+                        regulation.id,
+                        failure_site(exc),
+                    )
+                    error = f"{type(exc).__name__}: {exc}"[:500]
+                    return Outcome(regulation.id, self._who, "failed", now_ms(), error)
+                attempt += 1
+                wait = min(delay, self._retry_max_delay)
+                log.warning(
+                    "sink %s: regulation %s (retry %d/%d in %.1fs): %s",
+                    self.name,
+                    regulation.id,
+                    attempt,
+                    self._retries,
+                    wait,
+                    type(exc).__name__,
+                )
+                await self._sleep_unless_stopping(wait)
+                delay *= 2
+            else:
+                log.info("sink %s: regulation %s applied", self.name, regulation.id)
+                return Outcome(regulation.id, self._who, "applied", now_ms(), details=dict(details))
+
+    def _erased(self, message: dict[str, Any], timestamp_ms: int) -> bool:
+        """R39: the record is of an id deleted after it was produced."""
+        if not self._erased_until:
+            return False
+        for name in ("userId", "anonymousId"):
+            value = message.get(name)
+            if isinstance(value, str) and self._erased_until.get((name, value), 0) > timestamp_ms:
+                return True
+        return False
+
     def prepare(
         self, raw: Sequence[InRecord]
     ) -> tuple[list[SinkRecord], list[tuple[InRecord, str, str]]]:
@@ -243,10 +350,13 @@ class SinkRunner:
         to write, and the ones to dead-letter at once (undecodable)."""
         records: list[SinkRecord] = []
         failures: list[tuple[InRecord, str, str]] = []
-        skipped = 0
+        skipped = erased = 0
         for record in raw:
             try:
                 prepared = self._prepare_one(record)
+                if prepared is not None and self._erased(prepared.message, record.timestamp_ms):
+                    erased += 1
+                    continue
             except _Unusable as problem:
                 failures.append((record, problem.code, problem.message))
                 continue
@@ -264,6 +374,7 @@ class SinkRunner:
             else:
                 records.append(prepared)
         self.metrics.count("skipped", skipped)
+        self.metrics.count("erased", erased)
         return records, failures
 
     def _prepare_one(self, record: InRecord) -> SinkRecord | None:

@@ -8,7 +8,7 @@ the batch goes to the sink's dead letters with the status and the start of the a
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
@@ -16,8 +16,16 @@ from typing import Any, ClassVar
 import aiohttp
 import orjson
 
+from enrichers.regulations import Regulation
 from enrichers.timestamps import format_iso_ms
-from streams.sinks.base import PermanentSinkError, RetryableSinkError, Sink, SinkOption, SinkRecord
+from streams.sinks.base import (
+    PermanentSinkError,
+    RegulationUnsupported,
+    RetryableSinkError,
+    Sink,
+    SinkOption,
+    SinkRecord,
+)
 from streams.sinks.options import json_object, positive_float, positive_int
 
 
@@ -46,6 +54,10 @@ def retry_after_seconds(header: str | None, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+def _optional_url(value: str) -> str:
+    return _url(value) if value.strip() else ""
+
+
 class WebhookSink(Sink):
     name: ClassVar[str] = "webhook"
     options: ClassVar[Sequence[SinkOption]] = (
@@ -53,6 +65,13 @@ class WebhookSink(Sink):
         SinkOption("headers", json_object, {}, 'extra headers, a JSON object: {"X-Key": "abc"}'),
         SinkOption("timeout", positive_float, 10.0, "seconds for one request (then retried)"),
         SinkOption("batch_size", positive_int, 100, "most messages in one request"),
+        SinkOption(
+            "regulations_url",
+            _optional_url,
+            "",
+            "R39: where each regulation is POSTed as JSON (ids included); empty: regulations "
+            "are reported unsupported",
+        ),
     )
 
     def __init__(self, config: Any) -> None:
@@ -73,15 +92,28 @@ class WebhookSink(Sink):
         if self._session is not None:
             await self._session.close()
 
+    async def regulate(self, regulation: Regulation) -> Mapping[str, Any]:
+        """R39: the regulation, as its topic holds it, POSTed to ``regulations_url`` (the
+        destination deletes or suppresses on its side); 2xx is done."""
+        url = self.config["regulations_url"]
+        if not url:
+            raise RegulationUnsupported(
+                "ENRICHER_SINK_WEBHOOK_REGULATIONS_URL is not set: the destination is not told"
+            )
+        await self._post(url, orjson.dumps(regulation.to_json()))
+        return {"posted": 1}
+
     async def write(self, batch: Sequence[SinkRecord]) -> None:
-        assert self._session is not None, "start() first"
         body = orjson.dumps(
             {
                 "batch": [record.message for record in batch],
                 "sentAt": format_iso_ms(int(time.time() * 1000)),
             }
         )
-        url = self.config["url"]
+        await self._post(self.config["url"], body)
+
+    async def _post(self, url: str, body: bytes) -> None:
+        assert self._session is not None, "start() first"
         try:
             async with self._session.post(url, data=body) as response:
                 status = response.status

@@ -22,12 +22,59 @@ class KeySpace:
     def device(self, device_key: str) -> str:
         return f"{self.app_id}:device:{hash_tag(device_key)}"
 
+    def device_key_of(self, redis_key: str) -> str | None:
+        """The device key a device record's Redis key names (None: not a device record)."""
+        prefix = f"{self.app_id}:device:{{"
+        if not (redis_key.startswith(prefix) and redis_key.endswith("}")):
+            return None
+        tag = redis_key[len(prefix) : -1]
+        if tag == "%":
+            return ""
+        return tag.replace("%7D", "}").replace("%7B", "{").replace("%25", "%")
+
+    def device_pattern(self) -> str:
+        """SCAN pattern of every device record of the app."""
+        return f"{_glob_escaped(self.app_id)}:device:*"
+
     def user(self, user_id: str) -> tuple[str, str, str]:
         """(traits hash, meta hash, anonymousIds sorted set) of one user profile."""
         base = f"{self.app_id}:user:{hash_tag(user_id)}"
         return f"{base}:traits", f"{base}:meta", f"{base}:aids"
 
+    def user_devices(self, user_id: str) -> str:
+        """The sorted set of a user profile's device keys by last seen (R39)."""
+        return f"{self.app_id}:user:{hash_tag(user_id)}:devices"
+
+    def user_aids_pattern(self) -> str:
+        return f"{_glob_escaped(self.app_id)}:user:*:aids"
+
     def group(self, group_id: str) -> tuple[str, str, str]:
         """(traits hash, meta hash, unused sorted set) of one group profile."""
         base = f"{self.app_id}:group:{hash_tag(group_id)}"
         return f"{base}:traits", f"{base}:meta", f"{base}:aids"
+
+    def group_devices(self, group_id: str) -> str:
+        """Unused (a group profile lists no devices): the fourth key of a profile merge."""
+        return f"{self.app_id}:group:{hash_tag(group_id)}:devices"
+
+    # R39: the suppression list and what it needs, under one hash tag (one cluster slot)
+
+    def suppressed(self) -> str:
+        """The set of digests of suppressed ids."""
+        return f"{self.app_id}:suppressed:{{r}}"
+
+    def suppression_links(self, user_digest: bytes) -> str:
+        """The digests a user's suppression added for its linked ids (unsuppress removes them)."""
+        return f"{self.app_id}:suppressed:{{r}}:links:{user_digest.hex()}"
+
+    def regulations(self) -> str:
+        """Hash: the digest key's fingerprint."""
+        return f"{self.app_id}:suppressed:{{r}}:meta"
+
+    def regulations_lease(self) -> str:
+        """Which worker applies regulations (one at a time)."""
+        return f"{self.app_id}:suppressed:{{r}}:lease"
+
+
+def _glob_escaped(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

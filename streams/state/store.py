@@ -14,6 +14,7 @@ cluster pipeline sends each node its share in one write (round trips per node, n
 
 from __future__ import annotations
 
+import secrets
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -56,6 +57,16 @@ class SaveResult:
     partitions): to be applied again on what was saved (R34)."""
     trimmed_ids: int = 0
     """AnonymousIds user profiles dropped, over ``profile_max_ids`` (R35)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedLoad:
+    devices: dict[str, DeviceState]
+    """The stored state of each device (absent devices left out)."""
+    suppressed: frozenset[bytes]
+    """The digests asked about that the suppression list holds (R39)."""
+    suppressing: bool
+    """Whether the suppression list holds anything at all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +130,44 @@ class StateStore:
             if record is not None
         }
 
+    async def load_checked(
+        self, device_keys: Sequence[str], digests: Sequence[bytes]
+    ) -> CheckedLoad:
+        """:meth:`load_devices` and, in the same round trip, which of ``digests`` the
+        suppression list holds (R39)."""
+        by_slot: dict[int, dict[str, str]] = defaultdict(dict)
+        for key in dict.fromkeys(device_keys):
+            redis_key = self._keys.device(key)
+            by_slot[self._slot(redis_key)][key] = redis_key
+        digests = list(dict.fromkeys(digests))
+        async with self._client.pipeline(transaction=False) as pipe:
+            for keys in by_slot.values():
+                pipe.execute_command("MGET", *keys.values())
+            if digests:
+                pipe.execute_command("SMISMEMBER", self._keys.suppressed(), *digests)
+            pipe.scard(self._keys.suppressed())
+            replies = await pipe.execute()
+        records = cast(list[list[bytes | None]], replies[: len(by_slot)])
+        devices = {
+            key: decode_device(record)
+            for keys, found in zip(by_slot.values(), records, strict=True)
+            for key, record in zip(keys, found, strict=True)
+            if record is not None
+        }
+        members = replies[len(by_slot)] if digests else []
+        suppressed = frozenset(d for d, member in zip(digests, members, strict=True) if member)
+        return CheckedLoad(devices, suppressed, int(replies[-1]) > 0)
+
+    async def suppressed(self, digests: Sequence[bytes]) -> frozenset[bytes]:
+        """Which of ``digests`` the suppression list holds (R39), one round trip."""
+        digests = list(dict.fromkeys(digests))
+        if not digests:
+            return frozenset()
+        members = await self._client.execute_command(
+            "SMISMEMBER", self._keys.suppressed(), *digests
+        )
+        return frozenset(d for d, member in zip(digests, members, strict=True) if member)
+
     async def load_user_traits(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The merged traits of each user profile (absent users are left out), one round trip."""
         user_ids = list(dict.fromkeys(user_ids))
@@ -147,9 +196,13 @@ class StateStore:
         device is written only over the version it was loaded at (``state.version``)."""
         calls: list[_ScriptCall] = []
         profiles: dict[int, _ScriptCall] = {}
-        for keys, merges in ((self._keys.user, users), (self._keys.group, groups)):
+        profile_kinds = (
+            (self._keys.user, self._keys.user_devices, users),
+            (self._keys.group, self._keys.group_devices, groups),
+        )
+        for keys, devices_key, merges in profile_kinds:
             for identifier, merge in merges.items():
-                profile_keys = keys(identifier)
+                profile_keys = (*keys(identifier), devices_key(identifier))
                 call = profiles.get(slot := self._slot(profile_keys[0]))
                 if call is None:
                     call = profiles[slot] = _ScriptCall(
@@ -219,10 +272,17 @@ def encode_device(state: DeviceState) -> bytes:
     document = state.to_json()
     applied = document.pop("o", {})
     head = ";".join(
-        [f"{VERSION}={state.version + 1}"]
+        [f"{VERSION}={state.version + 1 if state.version else first_version()}"]
         + [f"{stream}={offset}" for stream, offset in applied.items()]
     )
     return head.encode() + b"\n" + orjson.dumps(document)
+
+
+def first_version() -> int:
+    """A new record's version: random, so a device deleted (R37, R39) and made again never
+    returns to a version a batch in flight loaded before the deletion (that batch's save must
+    fail its version check, not write the deleted state back). Below 2**52: exact in Lua."""
+    return 1 + secrets.randbelow(2**48)
 
 
 def decode_device(record: bytes) -> DeviceState:
@@ -250,6 +310,9 @@ def _merge_args(merge: ProfileMerge) -> list[Any]:
     args: list[Any] = [merge.first_seen_ms, merge.last_seen_ms, len(merge.anonymous_ids)]
     for anonymous_id, seen in merge.anonymous_ids.items():
         args += [seen, anonymous_id]
+    args.append(len(merge.devices))
+    for device, seen in merge.devices.items():
+        args += [seen, device]
     args.append(len(merge.traits))
     for name, value in merge.traits.items():
         args += [name, orjson.dumps(value)]

@@ -23,10 +23,13 @@ from streams.observe.web import (
     add_stats_view,
     without_faust_index,
 )
+from streams.regulations.applier import RegulationService
+from streams.regulations.views import add_regulation_views
 from streams.settings import Settings
 from streams.state.keys import KeySpace
 from streams.state.lookups import Lookups
 from streams.state.redis_client import RedisClient, check_redis_access, connect_to
+from streams.state.regulations import RegulationStore
 from streams.state.store import StateStore
 from streams.worker.batch import BatchProcessor, OutputTopics
 from streams.worker.clients import check_broker_access, faust_credentials
@@ -47,9 +50,12 @@ class EnricherApp(faust.App):
     enricher_writer: BatchWriter
     enricher_redis: RedisClient
     raw_consumer: RawConsumer
+    regulation_service: RegulationService
+    enricher_regulations: RegulationStore
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
-        return [*super().on_init_dependencies(), self.raw_consumer]
+        # regulations first: the suppression list is complete before any raw event is read
+        return [*super().on_init_dependencies(), self.regulation_service, self.raw_consumer]
 
     async def on_first_start(self) -> None:
         # refused credentials or an untrusted certificate stop the worker at once, with the
@@ -113,14 +119,21 @@ def create_app(settings: Settings) -> EnricherApp:
     metrics = WorkerMetrics(processor.counters)
     processor.redis_timer = metrics.observe_redis
     app.raw_consumer = RawConsumer(settings, processor, metrics, loop=app.loop, beacon=app.beacon)
+    app.enricher_regulations = RegulationStore(redis_client, store, settings.regulation_digests)
+    app.regulation_service = RegulationService(
+        settings, app.enricher_regulations, loop=app.loop, beacon=app.beacon
+    )
+    processor.ready = app.regulation_service.ready  # R39: no batch before the list is whole
     add_stats_view(app, processor.counters)
     add_metrics_view(app, metrics)
     add_health_views(app, HealthChecks(app.raw_consumer, redis_client))
+    access = LookupAccess(tuple(settings.lookup_tokens), settings.lookup_open)
     add_lookup_views(
         app,
         Lookups(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms),
-        LookupAccess(tuple(settings.lookup_tokens), settings.lookup_open),
+        access,
     )
+    add_regulation_views(app, app.regulation_service, settings, access)
     without_faust_index(app)
 
     @app.timer(STATS_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]

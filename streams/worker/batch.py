@@ -8,6 +8,7 @@ the same messageIds, and the fence keeps state changes from applying twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -36,6 +37,7 @@ from enrichers import (
 )
 from enrichers.identity import user_ids_named
 from enrichers.profiles import coalesce_profiles, merge_traits
+from enrichers.regulations import Digests, IdKind, event_ids, raw_ids
 from streams.observe.logs import failure_site
 from streams.settings import Settings
 from streams.state.store import DeviceWrite, StateStore
@@ -81,6 +83,8 @@ class Counters:
     blocked_ids: Counter[str] = field(default_factory=Counter)
     profile_ids_trimmed: int = 0
     concurrent_saves: int = 0
+    suppressed: Counter[str] = field(default_factory=Counter)
+    """R39: events dropped, by the kind of id that is suppressed."""
     batches: int = 0
     retries: Counter[str] = field(default_factory=Counter)
 
@@ -99,6 +103,7 @@ class Counters:
             "concurrentSaves": self.concurrent_saves,
             "blockedIds": dict(self.blocked_ids),
             "profileIdsTrimmed": self.profile_ids_trimmed,
+            "suppressed": dict(self.suppressed),
             "retries": dict(self.retries),
         }
 
@@ -107,7 +112,8 @@ class Counters:
             f"batches={self.batches} in={sum(self.events_in.values())} "
             f"out={dict(self.messages_out)} deadletters={dict(self.dead_letters)} "
             f"duplicates={self.duplicates} already_applied={self.already_applied} "
-            f"fenced_writes={self.fenced_writes} retries={dict(self.retries)}"
+            f"fenced_writes={self.fenced_writes} suppressed={sum(self.suppressed.values())} "
+            f"retries={dict(self.retries)}"
         )
 
 
@@ -130,6 +136,18 @@ class _Accepted:
     event: RawEvent
     source: Source
     device: DeviceRef
+    ids: tuple[tuple[IdKind, bytes], ...]
+    """R39: the digests of the event's ids (its stored userId is added once loaded)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Rejected:
+    """A record to dead-letter, unless one of its ids is suppressed (R39)."""
+
+    record: InRecord
+    code: str
+    message: str
+    ids: tuple[tuple[IdKind, bytes], ...]
 
 
 class BatchProcessor:
@@ -143,7 +161,11 @@ class BatchProcessor:
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         max_record_bytes: int = DEFAULT_RECORD_LIMIT,
         topic_ids: TopicIds | None = None,
+        digests: Digests | None = None,
+        settle_seconds: float = 10.0,
     ) -> None:
+        self._digests = digests or Digests.from_secret(b"")
+        self._check_valid_for = settle_seconds / 2
         self._max_record_bytes = max_record_bytes
         self._ask_topic_ids = topic_ids
         self.topic_ids: dict[str, str] = {}
@@ -155,6 +177,8 @@ class BatchProcessor:
         self._clock_ms = clock_ms
         self._max_bytes = max_bytes
         self.counters = Counters()
+        self.ready: asyncio.Event | None = None
+        """R39: when given, batches wait until it is set (the suppression list is whole)."""
         self.redis_timer: Callable[[str, float], None] | None = None
         """Told the duration of each Redis round trip (load, load profiles, save)."""
 
@@ -175,11 +199,15 @@ class BatchProcessor:
             settings.batch_max_bytes,
             max_record_bytes=settings.max_record_bytes,
             topic_ids=topic_ids,
+            digests=settings.regulation_digests,
+            settle_seconds=settings.regulation_settle,
         )
 
     async def process(self, records: Sequence[InRecord]) -> None:
         """Process one batch completely; returns when its offsets may be committed. A batch
         over ``max_bytes`` of raw values is done in consecutive parts, in order."""
+        if self.ready is not None and not self.ready.is_set():
+            await self.ready.wait()
         await self._learn_topic_ids(records)
         start = size = 0
         for end, record in enumerate(records):
@@ -192,24 +220,39 @@ class BatchProcessor:
         self.counters.batches += 1
 
     async def _process_part(self, records: Sequence[InRecord]) -> None:
-        out: list[OutRecord] = []
-        pending = self._accept(records, out)
-        conflicts = await self._run(pending, out, redo=False)
+        pending, rejected = self._accept(records)
+        conflicts = await self._run(pending, rejected, redo=False)
         while conflicts:
             # R34: another worker saved some devices since they were loaded (their records
-            # came from two partitions): their events of this batch are applied again, on the
-            # state saved meanwhile (outputs repeat, with the same messageIds)
+            # came from two partitions), or a deletion removed them (R39): their events of
+            # this batch are applied again, on the state saved meanwhile (outputs repeat, with
+            # the same messageIds; the suppression list is checked again)
             self.counters.concurrent_saves += len(conflicts)
             pending = [item for item in pending if item.device.key in conflicts]
             conflicts = await self._run(pending, [], redo=True)
 
     async def _run(
-        self, pending: Sequence[_Accepted], out: list[OutRecord], redo: bool
+        self, pending: Sequence[_Accepted], rejected: Sequence[_Rejected], redo: bool
     ) -> frozenset[str]:
         """Load, apply, produce and save once; returns the devices saved meanwhile by another
         worker."""
-        keys = list(dict.fromkeys(item.device.key for item in pending))
-        stored = await self._retrying(lambda: self._store.load_devices(keys), "load")
+        if not (pending or rejected):
+            return frozenset()
+        keys = [item.device.key for item in pending]
+        asked = [digest for item in pending for _, digest in item.ids]
+        asked += [digest for reject in rejected for _, digest in reject.ids]
+        loaded = await self._retrying(lambda: self._store.load_checked(keys, asked), "load")
+        checked_at = time.monotonic()
+        stored = loaded.devices
+        suppressed = loaded.suppressed
+        if loaded.suppressing:  # R39: the userIds the devices have stored, when not asked yet
+            extra = set(self._stored_user_ids(stored).values()) - set(asked)
+            if extra:
+                more = await self._retrying(lambda: self._store.suppressed(list(extra)), "load")
+                suppressed |= more
+        if suppressed:
+            pending, rejected = self._drop_suppressed(pending, rejected, stored, suppressed)
+        out = [self._dead_letter(item.record, item.code, item.message) for item in rejected]
         user_traits = await self._known_traits(pending, stored)
         applied = self._apply(pending, stored, user_traits, out, redo)
         if out:
@@ -222,12 +265,60 @@ class BatchProcessor:
         users, groups = coalesce_profiles(applied.users, applied.groups)
         if not (writes or users or groups):
             return frozenset()
+        if time.monotonic() - checked_at > self._check_valid_for and await self._newly_suppressed(
+            pending, stored
+        ):
+            # R39: a suppression may have taken effect since the check, and its deletion
+            # runs again only ENRICHER_REGULATION_SETTLE_SECONDS later: nothing is saved, the
+            # events are applied again from a new load and check
+            return frozenset(keys)
         saved = await self._retrying(
             lambda: self._store.save(writes, applied.advanced, users, groups), "save"
         )
         self.counters.fenced_writes += saved.refused
         self.counters.profile_ids_trimmed += saved.trimmed_ids
         return saved.conflicts
+
+    def _stored_user_ids(self, stored: Mapping[str, DeviceState]) -> dict[str, bytes]:
+        """The digest of the userId each loaded device has stored (R39)."""
+        return {
+            key: self._digests.of("userId", state.uid) for key, state in stored.items() if state.uid
+        }
+
+    def _drop_suppressed(
+        self,
+        pending: Sequence[_Accepted],
+        rejected: Sequence[_Rejected],
+        stored: Mapping[str, DeviceState],
+        suppressed: frozenset[bytes],
+    ) -> tuple[list[_Accepted], list[_Rejected]]:
+        """R39: events carrying a suppressed id leave no trace: no state change, no output, no
+        dead letter, no log line; only a count by the kind of id."""
+        stored_ids = self._stored_user_ids(stored)
+        kept: list[_Accepted] = []
+        for item in pending:
+            kind = _suppressed_kind(item.ids, suppressed)
+            if kind is None and stored_ids.get(item.device.key) in suppressed:
+                kind = "userId"
+            if kind is None:
+                kept.append(item)
+            else:
+                self.counters.suppressed[kind] += 1
+        kept_rejected: list[_Rejected] = []
+        for reject in rejected:
+            kind = _suppressed_kind(reject.ids, suppressed)
+            if kind is None:
+                kept_rejected.append(reject)
+            else:
+                self.counters.suppressed[kind] += 1
+        return kept, kept_rejected
+
+    async def _newly_suppressed(
+        self, pending: Sequence[_Accepted], stored: Mapping[str, DeviceState]
+    ) -> bool:
+        asked = [digest for item in pending for _, digest in item.ids]
+        asked += self._stored_user_ids(stored).values()
+        return bool(await self._retrying(lambda: self._store.suppressed(asked), "load"))
 
     async def _known_traits(
         self, accepted: Sequence[_Accepted], stored: Mapping[str, DeviceState]
@@ -294,9 +385,20 @@ class BatchProcessor:
                 applied.groups.append(outcome.group_update)
         return applied
 
-    def _accept(self, records: Sequence[InRecord], out: list[OutRecord]) -> list[_Accepted]:
-        """Validate every record; the rejected become dead letters in ``out``."""
+    def _digested(self, ids: Sequence[tuple[IdKind, str]]) -> tuple[tuple[IdKind, bytes], ...]:
+        return tuple((kind, self._digests.of(kind, value)) for kind, value in ids)
+
+    def _rejected(self, record: InRecord, key: str | None, code: str, message: str) -> _Rejected:
+        try:
+            document = orjson.loads(record.value) if record.value else None
+        except orjson.JSONDecodeError:
+            document = None
+        return _Rejected(record, code, message, self._digested(raw_ids(document, key)))
+
+    def _accept(self, records: Sequence[InRecord]) -> tuple[list[_Accepted], list[_Rejected]]:
+        """Validate every record: the events, and the rejected (to be dead-lettered)."""
         accepted: list[_Accepted] = []
+        rejected: list[_Rejected] = []
         for record in records:
             result: RawEvent | Rejection
             key: str | None = None
@@ -307,7 +409,7 @@ class BatchProcessor:
             else:
                 result = parse_raw_event(record.value)
             if isinstance(result, Rejection):
-                out.append(self._dead_letter(record, result.code, result.message))
+                rejected.append(self._rejected(record, key, result.code, result.message))
                 continue
             source = Source(
                 record.topic,
@@ -319,8 +421,11 @@ class BatchProcessor:
             )
             prepared = prepare_event(result, source, self._policy)  # R36, the device key
             self.counters.blocked_ids.update(prepared.blocked)
-            accepted.append(_Accepted(record, prepared.event, prepared.source, prepared.device))
-        return accepted
+            ids = self._digested(event_ids(prepared.event.fields, prepared.device.key, None))
+            accepted.append(
+                _Accepted(record, prepared.event, prepared.source, prepared.device, ids)
+            )
+        return accepted, rejected
 
     async def _learn_topic_ids(self, records: Sequence[InRecord]) -> None:
         """R34: the fence is keyed by the source topic's id (asked once per topic)."""
@@ -387,3 +492,12 @@ class BatchProcessor:
 
     def _count_retry(self, what: str) -> None:
         self.counters.retries[what] += 1
+
+
+def _suppressed_kind(
+    ids: Sequence[tuple[IdKind, bytes]], suppressed: frozenset[bytes]
+) -> IdKind | None:
+    for kind, digest in ids:
+        if digest in suppressed:
+            return kind
+    return None

@@ -53,3 +53,45 @@ def test_make_run_once_feeds_the_sample_through_its_own_stack(
     counts = dict(re.findall(r"(events\.\w+)\s+(\d+)\n", done.stdout))
     assert int(counts["events.warehouse"]) > 0 and int(counts["events.deadletter"]) > 0
     assert "rotates (R12)" in done.stdout  # the showcase beside the raw events
+
+
+def test_make_run_starts_the_live_console_open_on_localhost(tmp_path: Path) -> None:
+    """Without ``--once`` the demo keeps running and starts the console beside the worker,
+    open on localhost, printing its address; Ctrl-C stops everything."""
+    import signal
+    import time
+    import urllib.request
+
+    import orjson
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENRICHER_")}
+    env["ENRICHER_REDIS_URL"] = os.environ.get(
+        "ENRICHER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
+    )
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "demo"],
+            env={**env, "PYTHONUNBUFFERED": "1"},
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 240
+        address = None
+        while address is None and time.monotonic() < deadline:
+            found = re.search(
+                r"Live console \(open on localhost\): (http://127\.0\.0\.1:\d+/)", log.read_text()
+            )
+            address = found.group(1) if found else None
+            assert demo.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+        assert address is not None, log.read_text()[-3000:]
+        with urllib.request.urlopen(address + "api/events", timeout=10) as response:
+            events = orjson.loads(response.read())["events"]
+        assert events  # the sample, in the window; no token needed on localhost
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(60)
+    assert "stopping" in log.read_text()

@@ -233,6 +233,7 @@ def test_enrichment_names_device_source_and_policy() -> None:
         "source": "events.raw/0/7",
         "restored": False,
         "policy": DEFAULT_POLICY.fingerprint,
+        "anonymousId": "generated",  # R5: a new visitor's, from the messageId
     }
 
 

@@ -189,7 +189,8 @@ def test_user_profile_merges_traits_and_remembers_anonymous_ids(redis_url: str) 
 
     traits, meta, aids = with_store(redis_url, body)
     assert traits == {"plan": "pro", "age": 3}
-    assert meta == {b"first_seen": b"50", b"last_seen": b"300"}
+    # "dx": created with its device index, so a deletion (R39) needs no scan
+    assert meta == {b"first_seen": b"50", b"last_seen": b"300", b"dx": b"1"}
     assert aids == [b"a2", b"a1"]  # most recent first
 
 
@@ -207,7 +208,9 @@ def test_r34_a_device_saved_by_another_worker_since_it_was_loaded_is_not_overwri
     """Records of one device on two partitions, two workers: each loaded version 1; the first
     save wins, the second is a conflict (to be applied again), never a lost update."""
 
-    async def body(store: StateStore, _: RedisClient) -> tuple[SaveResult, SaveResult, DeviceState]:
+    async def body(
+        store: StateStore, _: RedisClient
+    ) -> tuple[SaveResult, SaveResult, DeviceState, int]:
         await store.save([DeviceWrite("d", state(1))], {"d": {"raw/0": 1}}, {}, {})
         loaded = (await store.load_devices(["d"]))["d"]
         first = DeviceState(aid="a", utraits={"from": "p0"}, applied={"raw/0": 2})
@@ -221,12 +224,13 @@ def test_r34_a_device_saved_by_another_worker_since_it_was_loaded_is_not_overwri
             {},
             {},
         )
-        return first_saved, second_saved, (await store.load_devices(["d"]))["d"]
+        stored = (await store.load_devices(["d"]))["d"]
+        return first_saved, second_saved, stored, loaded.version
 
-    first, second, stored = with_store(redis_url, body)
+    first, second, stored, loaded_version = with_store(redis_url, body)
     assert first == SaveResult()
     assert second.conflicts == {"d"} and second.refused == 0
-    assert dict(stored.utraits) == {"from": "p0"} and stored.version == 2
+    assert dict(stored.utraits) == {"from": "p0"} and stored.version == loaded_version + 1
 
 
 def test_r34_a_device_deleted_since_it_was_loaded_is_a_conflict(redis_url: str) -> None:

@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -45,6 +46,13 @@ SCALING_RUNS = int(os.environ.get("BENCH_SCALING_RUNS", "2"))
 PARTS = os.environ.get("BENCH_PARTS", "all")
 BROKER = os.environ.get("BENCH_BROKER", "tansu")
 """The broker the bench starts: tansu (embedded, the default) or kafka (Apache Kafka)."""
+POLICIES = {
+    "ENRICHER_IP_POLICY_WAREHOUSE": "truncate",
+    "ENRICHER_IP_POLICY_DESTINATIONS": "mask",
+    "ENRICHER_CONTEXT_TRAITS": "*",
+}
+"""The second enricher row: IP truncated for the warehouse, masked for destinations (R28),
+context traits on (R30)."""
 COMPRESSION = [c for c in os.environ.get("BENCH_COMPRESSION", "lz4,zstd,gzip").split(",") if c]
 """Output compressions measured beside the uncompressed worker (ENRICHER_OUTPUT_COMPRESSION)."""
 
@@ -59,6 +67,9 @@ class Run:
     peak_rss_mb: list[float]
     redis_commands_per_event: float
     redis_commands_by_name: dict[str, float]
+    cpu_us_per_event: float = 0.0
+    """Process CPU time (user + system, every process of the program) while its output was
+    written, over the events: steadier than the rate on a shared machine."""
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -133,6 +144,43 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+class CpuSampler(threading.Thread):
+    """Samples the CPU time of some processes every 50 ms (from /proc), so the CPU spent
+    between two wall-clock instants (the first and last output record) can be read off."""
+
+    def __init__(self, pids: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.samples: list[tuple[float, float]] = []  # (wall ms, CPU seconds of all pids)
+        self.stopping = threading.Event()
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu_seconds(self) -> float:
+        total = 0
+        for pid in self.pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / self.tick
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.samples.append((time.time() * 1000, self.cpu_seconds()))
+            self.stopping.wait(0.05)
+
+    def between(self, start_ms: float, end_ms: float) -> float:
+        """CPU seconds spent from ``start_ms`` to ``end_ms`` (linear between samples)."""
+        return self._at(end_ms) - self._at(start_ms)
+
+    def _at(self, when_ms: float) -> float:
+        earlier = [s for s in self.samples if s[0] <= when_ms] or self.samples[:1]
+        later = [s for s in self.samples if s[0] >= when_ms] or self.samples[-1:]
+        (t0, c0), (t1, c1) = earlier[-1], later[0]
+        return c0 if t1 == t0 else c0 + (c1 - c0) * (when_ms - t0) / (t1 - t0)
 
 
 def wait_ready(log: Path, process: subprocess.Popen[bytes], marker: str, timeout: float) -> None:
@@ -267,9 +315,16 @@ class Bench:
             attached = self.start(f"{name}-console", argv, env)
             wait_ready(attached[1], attached[0], "Console ready", 60)
         calls_before = self.command_calls()
-        records = asyncio.run(
-            drain(self.stack.bootstrap, topics.out1, expected, 900, [p for p, _ in started])
-        )
+        sampler = CpuSampler([process.pid for process, _ in started])
+        sampler.start()
+        try:
+            records = asyncio.run(
+                drain(self.stack.bootstrap, topics.out1, expected, 900, [p for p, _ in started])
+            )
+            time.sleep(0.1)  # a sample after the last record
+        finally:
+            sampler.stopping.set()
+            sampler.join()
         calls_after = self.command_calls()
         by_name = {
             name: round((calls - calls_before.get(name, 0)) / EVENTS, 4)
@@ -286,6 +341,8 @@ class Bench:
         stop_processes(started)
         stamps = [ts for ts, _ in records]
         seconds = (max(stamps) - min(stamps)) / 1000 or 0.001
+        # over the raw events, as the rate counts them
+        cpu_us = sampler.between(min(stamps), max(stamps)) * 1e6 / EVENTS
         run = Run(
             name,
             processes,
@@ -295,11 +352,13 @@ class Bench:
             rss,
             round(commands / EVENTS, 4),
             by_name,
+            round(cpu_us, 1),
             extra,
         )
         print(
             f"{name:<22} {run.events_per_second:>8} events/s  {seconds:6.1f} s  "
-            f"peak RSS {rss} MB  Redis commands/event {run.redis_commands_per_event} {by_name}",
+            f"CPU {run.cpu_us_per_event} µs/event  peak RSS {rss} MB  "
+            f"Redis commands/event {run.redis_commands_per_event} {by_name}",
             flush=True,
         )
         return run
@@ -518,6 +577,25 @@ def main() -> int:
         path.write_bytes(orjson.dumps(before, option=orjson.OPT_INDENT_2))
         print(orjson.dumps(before["console"], option=orjson.OPT_INDENT_2).decode())
         return 0
+    if PARTS == "core":  # the rows issue 21 targets, side by side: quicker than the whole bench
+        with DevStack(redis_url=None, workdir=workdir, broker=BROKER) as stack:
+            bench = Bench(stack, workdir)
+            plain = bench.measure("plain aiokafka loop", 1)
+            memory_before = int(bench.redis.info("memory")["used_memory"])
+            enricher = bench.measure("enricher worker", 1)
+            memory_after = int(bench.redis.info("memory")["used_memory"])
+            memory = bench.redis_memory_per_device(bench.last_group)
+            policies = bench.measure("enricher, IP and traits policies", 1, POLICIES)
+        memory["used_memory_delta_per_device_incl_profiles"] = round(
+            (memory_after - memory_before) / DEVICES, 1
+        )
+        core = core_results(plain, enricher, policies, memory)
+        path = RESULTS / "bench.json"
+        current: dict[str, Any] = orjson.loads(path.read_bytes()) if path.exists() else {}
+        current["core"] = core
+        path.write_bytes(orjson.dumps(current, option=orjson.OPT_INDENT_2))
+        print(orjson.dumps(core, option=orjson.OPT_INDENT_2).decode())
+        return 0
     if PARTS == "scaling":
         with DevStack(redis_url=None, workdir=workdir, broker=BROKER) as stack:
             rows = scaling_table(Bench(stack, workdir), workdir)
@@ -542,6 +620,7 @@ def main() -> int:
         memory_after = int(bench.redis.info("memory")["used_memory"])
         memory = bench.redis_memory_per_device(bench.last_group)
         runs.append(bench.measure("enricher, 2 workers", 2))
+        policies = bench.measure("enricher, IP and traits policies", 1, POLICIES)
         attached = bench.measure("enricher + live console", 1, console=True)
         compressed = [
             bench.measure(f"enricher, {codec} outputs", 1, {"ENRICHER_OUTPUT_COMPRESSION": codec})
@@ -562,6 +641,7 @@ def main() -> int:
             "enricher_vs_naive": round(enricher.events_per_second / naive.events_per_second, 3),
             "two_workers_vs_one": round(runs[3].events_per_second / enricher.events_per_second, 3),
         },
+        "core": core_results(plain, enricher, policies, memory),
         "console": console_results(plain, enricher, attached),
         "output_compression": {
             run.name.split(", ")[1].split()[0]: {
@@ -584,6 +664,7 @@ def main() -> int:
                 k: results[k]
                 for k in (
                     "ratios",
+                    "core",
                     "console",
                     "output_compression",
                     "latency_at_half_throughput",
@@ -596,6 +677,31 @@ def main() -> int:
     )
     print(f"wrote {RESULTS / 'bench.json'} and {RESULTS / 'bench.png'}")
     return 0
+
+
+def core_results(
+    plain: Run, enricher: Run, policies: Run, memory: dict[str, float]
+) -> dict[str, Any]:
+    """Issue 21's table: rate against the plain loop, CPU and Redis commands per event,
+    Redis bytes per device."""
+
+    def row(run: Run) -> dict[str, Any]:
+        return {
+            "events_per_second": run.events_per_second,
+            "vs_plain": round(run.events_per_second / plain.events_per_second, 3),
+            "cpu_us_per_event": run.cpu_us_per_event,
+            "redis_commands_per_event": run.redis_commands_per_event,
+        }
+
+    return {
+        "plain": row(plain),
+        "enricher": row(enricher),
+        "enricher_policies": {**row(policies), "settings": POLICIES},
+        "redis_bytes_per_device_incl_profiles": memory[
+            "used_memory_delta_per_device_incl_profiles"
+        ],
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def console_results(plain: Run, alone: Run, attached: Run) -> dict[str, Any]:

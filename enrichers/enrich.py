@@ -133,7 +133,9 @@ def enrich_event(
     message = build_warehouse_message(event, identity, call, times, delivery.message_id, enrichment)
     warehouse, destinations = split_outputs(message, policy)  # R25, R28, R29, R37, R38
     user_update, group_update = (
-        profile_updates(event, identity, times.received_at_ms, device.key) if kept else (None, None)
+        profile_updates(event, identity, times.received_at_ms, device.key, state)
+        if kept
+        else (None, None)
     )
     return EventOutcome(
         Status.MESSAGE,
@@ -182,11 +184,8 @@ def _delivered(
     """The changed state with the delivery remembered: the fence (R34), the messageId window
     (R33) and the last time the device was seen (R1)."""
     last_seen = max(times.received_at_ms, before.last_seen_ms or times.received_at_ms)
-    return replace(
-        changed,
-        last_seen_ms=last_seen,
-        recent=recent_after(before, delivery),
-        applied=applied_through(before, source),
+    return changed.delivered(
+        last_seen, recent_after(before, delivery), applied_through(before, source)
     )
 
 

@@ -7,7 +7,6 @@ input into fresh state yields identical output (replays, rebuilds and diffs rely
 from __future__ import annotations
 
 import hashlib
-import uuid
 
 _SEPARATOR = "\x1f"
 
@@ -15,7 +14,12 @@ _SEPARATOR = "\x1f"
 def derive_uuid4(*parts: str) -> str:
     """A UUID-4 shaped id (lowercase, 36 characters) derived from ``parts``."""
     digest = hashlib.blake2b(_SEPARATOR.join(parts).encode("utf-8"), digest_size=16).digest()
-    return str(uuid.UUID(bytes=digest, version=4))
+    # what uuid.UUID(bytes=digest, version=4) prints, without building one: the version
+    # nibble set to 4, the variant bits to 10
+    h = bytes(
+        (*digest[:6], (digest[6] & 0x0F) | 0x40, digest[7], (digest[8] & 0x3F) | 0x80, *digest[9:])
+    ).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def derived_message_id(topic: str, partition: int, offset: int) -> str:

@@ -89,8 +89,10 @@ def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None
     return address
 
 
+@lru_cache(maxsize=65_536)
 def truncate_ip(value: str, v4_bits: int, v6_bits: int) -> str:
-    """R28 ``truncate``: zero the host bits; the result is a valid address."""
+    """R28 ``truncate``: zero the host bits; the result is a valid address (cached: a
+    client's address repeats on every event, and ipaddress parses slowly)."""
     address = _address(value)
     if address is None:
         return value
@@ -102,10 +104,11 @@ def truncate_ip(value: str, v4_bits: int, v6_bits: int) -> str:
     return str(network.network_address)
 
 
+@lru_cache(maxsize=65_536)
 def mask_ip(value: str, v4_octets: int, v6_groups: int) -> str:
     """R28 ``mask``: the last N IPv4 octets or IPv6 groups become ``x``, in the expanded form
     (all 8 groups, without leading zeros, as Snowplow writes it); an IPv4-mapped IPv6 address
-    masks octets of its IPv4 part."""
+    masks octets of its IPv4 part (cached, as :func:`truncate_ip`)."""
     address = _address(value)
     if address is None:
         return value

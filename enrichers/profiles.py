@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from enrichers.identity import Identity
+from enrichers.policy import DAY_MS
 from enrichers.raw import RawEvent
+from enrichers.state import DeviceState
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,9 @@ class UserProfileUpdate:
     traits: Mapping[str, Any] | None = None
     device: str | None = None
     """The device key: R39 deletes every device a profile lists."""
+    linked: bool = False
+    """The device already linked this anonymousId and itself to the user earlier on the same
+    (UTC) day: the profile's sorted sets need no write, only its last seen (and traits)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,14 +39,29 @@ class GroupProfileUpdate:
 
 
 def profile_updates(
-    event: RawEvent, identity: Identity, seen_ms: int, device: str | None = None
+    event: RawEvent,
+    identity: Identity,
+    seen_ms: int,
+    device: str | None = None,
+    before: DeviceState | None = None,
 ) -> tuple[UserProfileUpdate | None, GroupProfileUpdate | None]:
     """What a message tells the profiles: every identified message links its anonymousId to
-    the user, an identify brings its traits (the whole cache, R16), a group its group traits."""
+    the user, an identify brings its traits (the whole cache, R16), a group its group traits.
+    ``before``: the device's state before the message, to tell a link already written today
+    (:attr:`UserProfileUpdate.linked`)."""
     user = None
     if identity.user_id:
         traits = identity.traits if event.type == "identify" else None
-        user = UserProfileUpdate(identity.user_id, identity.anonymous_id, seen_ms, traits, device)
+        linked = (
+            before is not None
+            and before.uid == identity.user_id
+            and before.aid == identity.anonymous_id
+            and before.last_seen_ms is not None
+            and before.last_seen_ms // DAY_MS == seen_ms // DAY_MS
+        )
+        user = UserProfileUpdate(
+            identity.user_id, identity.anonymous_id, seen_ms, traits, device, linked
+        )
     group = None
     if event.type == "group" and identity.group_id:
         group = GroupProfileUpdate(identity.group_id, identity.traits or {}, seen_ms)
@@ -88,7 +108,10 @@ def coalesce_profiles(
     user_merges: dict[str, ProfileMerge] = {}
     for update in users:
         merge = user_merges.setdefault(update.user_id, ProfileMerge(update.seen_ms, update.seen_ms))
-        merge.add(update.seen_ms, update.anonymous_id, update.traits, update.device)
+        if update.linked:  # last seen and traits only: the links are stored (today)
+            merge.add(update.seen_ms, None, update.traits)
+        else:
+            merge.add(update.seen_ms, update.anonymous_id, update.traits, update.device)
     group_merges: dict[str, ProfileMerge] = {}
     for group in groups:
         merge = group_merges.setdefault(group.group_id, ProfileMerge(group.seen_ms, group.seen_ms))

@@ -150,6 +150,26 @@ def nests_deeper_than(value: Any, limit: int) -> bool:
 
 
 def _field_problem(fields: Mapping[str, Any]) -> str | None:
+    """The first problem, in the order of the checks; the fields present are tried first (an
+    event carries a few of the checked fields), the ordered walk only when one fails."""
+    checks = _FIELD_CHECKS
+    for name, value in fields.items():
+        check = checks.get(name)
+        if check is not None and not check[0](value):
+            return _ordered_field_problem(fields)
+    options = fields.get("options")
+    if options:
+        for name, value in options.items():
+            check = _OPTION_CHECKS.get(name)
+            if check is not None and not check[0](value):
+                return _ordered_field_problem(fields)
+    value_check = _VALUE_CHECKS.get(fields["type"])
+    if value_check is not None and not value_check[0](fields.get("value")):
+        return _ordered_field_problem(fields)
+    return None
+
+
+def _ordered_field_problem(fields: Mapping[str, Any]) -> str | None:
     for name, (check, wanted) in _FIELD_CHECKS.items():
         if name in fields and not check(fields[name]):
             return f"field {name!r} must be {wanted}"
@@ -183,12 +203,16 @@ def parse_raw_event(value: bytes | None) -> RawEvent | Rejection:
         return Rejection(
             RejectCode.NOT_AN_OBJECT, f"the value is a JSON {type(decoded).__name__}, not an object"
         )
-    return validate_raw_event(decoded)
+    # objects and arrays cannot nest deeper than the brackets the value holds: most events
+    # are not walked for their depth at all
+    shallow = value.count(b"{") + value.count(b"[") <= MAX_DEPTH
+    return validate_raw_event(decoded, depth_known=shallow)
 
 
-def validate_raw_event(decoded: dict[str, Any]) -> RawEvent | Rejection:
+def validate_raw_event(decoded: dict[str, Any], depth_known: bool = False) -> RawEvent | Rejection:
     """Validate an already decoded raw event object (the checks after decoding, for a
-    producer such as the collector that holds the object it is about to write)."""
+    producer such as the collector that holds the object it is about to write).
+    ``depth_known``: the object is known not to nest deeper than :data:`MAX_DEPTH`."""
     event_type = decoded.get("type")
     if not isinstance(event_type, str) or not (
         event_type in MESSAGE_TYPES or event_type in CONTROL_TYPES
@@ -197,7 +221,7 @@ def validate_raw_event(decoded: dict[str, Any]) -> RawEvent | Rejection:
     problem = _field_problem(decoded)
     if problem is not None:
         return Rejection(RejectCode.INVALID_FIELD, problem)
-    if nests_deeper_than(decoded, MAX_DEPTH):
+    if not depth_known and nests_deeper_than(decoded, MAX_DEPTH):
         return Rejection(
             RejectCode.INVALID_FIELD, f"objects and arrays nest deeper than {MAX_DEPTH} levels"
         )

@@ -41,6 +41,25 @@ class DeviceState:
             self, aid=None, uid=None, utraits=_EMPTY, gid=None, gtraits=_EMPTY, consent=None
         )
 
+    def delivered(
+        self, last_seen_ms: int, recent: tuple[int, ...], applied: Mapping[str, int]
+    ) -> DeviceState:
+        """This state with the delivery bookkeeping of one more event (R1, R33, R34): what
+        every event changes, built directly (``replace`` costs twice as much on this path)."""
+        return DeviceState(
+            self.aid,
+            self.uid,
+            self.utraits,
+            self.gid,
+            self.gtraits,
+            last_seen_ms,
+            recent,
+            self.generated,
+            applied,
+            self.consent,
+            self.version,
+        )
+
     @property
     def has_identity(self) -> bool:
         return bool(

@@ -22,6 +22,10 @@ def parse_iso_ms(text: Any) -> int | None:
     accepted and truncated to milliseconds; ``24:00`` is the end of the day (R31)."""
     if not isinstance(text, str) or not text:
         return None
+    if _CANONICAL.fullmatch(text):  # what clients send: the second parsed once, then cached
+        seconds = _canonical_second(text[:19])
+        if seconds is not None:
+            return seconds * 1000 + int(text[20:23])
     moment: datetime | None
     try:
         moment = datetime.fromisoformat(text)
@@ -33,6 +37,20 @@ def parse_iso_ms(text: Any) -> int | None:
         moment = moment.replace(tzinfo=UTC)
     epoch_ms = (moment - _EPOCH) // _MILLISECOND
     return epoch_ms if MIN_MS <= epoch_ms <= MAX_MS else None
+
+
+_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", re.ASCII)
+"""``YYYY-MM-DDTHH:MM:SS.mmmZ``, as :func:`format_iso_ms` writes it and Analytics.js sends."""
+
+
+@lru_cache(maxsize=8192)
+def _canonical_second(prefix: str) -> int | None:
+    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` in UTC, None when no such second exists."""
+    try:
+        moment = datetime.fromisoformat(prefix).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return (moment - _EPOCH) // timedelta(seconds=1)
 
 
 _END_OF_DAY = re.compile(r"^(.+)T24(?::?00(?::?00(?:[.,]0+)?)?)?(Z|[+-]\d\d(?::?\d\d)?)?$")
@@ -80,6 +98,9 @@ def resolve_times(
     received_ms = parse_iso_ms(received_at)
     if received_ms is None:  # a record timestamp outside years 1-9999 is held at the bounds
         received_ms = min(max(record_timestamp_ms, MIN_MS), MAX_MS)
+        received = format_iso_ms(received_ms)
+    else:
+        received = _written(received_at, received_ms)
     original_ms = parse_iso_ms(timestamp)
     sent_ms = parse_iso_ms(sent_at)
     original: str | None
@@ -89,11 +110,15 @@ def resolve_times(
             skewed = received_ms - (sent_ms - original_ms)
             if MIN_MS <= skewed <= MAX_MS:  # else no correction is made
                 corrected_ms = skewed
-        original = format_iso_ms(original_ms)
+        original = _written(timestamp, original_ms)
     else:
         corrected_ms = received_ms
         # not a date: kept as the client sent it
         original = timestamp if isinstance(timestamp, str) and timestamp else None
-    received = format_iso_ms(received_ms)
-    corrected = format_iso_ms(corrected_ms)
+    corrected = received if corrected_ms == received_ms else format_iso_ms(corrected_ms)
     return EventTimes(received_ms, received, original or received, corrected)
+
+
+def _written(text: str, epoch_ms: int) -> str:
+    """``epoch_ms`` as :func:`format_iso_ms` writes it: ``text`` itself when already so."""
+    return text if len(text) == 24 and _CANONICAL.fullmatch(text) else format_iso_ms(epoch_ms)

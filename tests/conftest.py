@@ -13,10 +13,24 @@ from pathlib import Path
 
 import pytest
 
-from streams.dev.cluster import DevCluster
-from streams.dev.kafka import KAFKA_VERSION, java_and_maven
-from streams.dev.stack import DevStack, StackEndpoints
-from tests.pipeline import LAUNCHED, stop_launched_since
+from streams import build
+
+# ENRICHER_TEST_BUILD=pure: the Python sources, even where compiled modules are installed;
+# =compiled: fail unless the compiled core runs (CI); unset: whichever is installed
+_BUILD = os.environ.get("ENRICHER_TEST_BUILD", "").strip()
+if _BUILD == "pure":
+    build.prefer_sources()
+elif build.stale_extensions():
+    pytest.exit(
+        "compiled modules are older than their sources (run `make install` to build them "
+        f"again, or set ENRICHER_TEST_BUILD=pure): {', '.join(build.stale_extensions())}",
+        returncode=4,
+    )
+
+from streams.dev.cluster import DevCluster  # noqa: E402 (after the build is chosen)
+from streams.dev.kafka import KAFKA_VERSION, java_and_maven  # noqa: E402
+from streams.dev.stack import DevStack, StackEndpoints  # noqa: E402
+from tests.pipeline import LAUNCHED, stop_launched_since  # noqa: E402
 
 
 def _choose_broker() -> tuple[str, str]:
@@ -42,9 +56,13 @@ def _choose_broker() -> tuple[str, str]:
 BROKER, BROKER_WHY = _choose_broker()
 
 
-def pytest_report_header() -> str:
+def pytest_report_header() -> list[str]:
     smoke = "; tests marked tansu_smoke also on Tansu" if BROKER != "tansu" else ""
-    return f"broker: {BROKER_WHY}{smoke}"
+    core = build.describe()
+    wanted = {"pure": "core in pure Python", "compiled": "core compiled with mypyc"}
+    if _BUILD in wanted and core != wanted[_BUILD]:
+        pytest.exit(f"ENRICHER_TEST_BUILD={_BUILD}, but the {core}", returncode=4)
+    return [f"broker: {BROKER_WHY}{smoke}", f"build: {core}"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

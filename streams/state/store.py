@@ -2,8 +2,9 @@
 load a batch's devices, one to save them and merge the batch's profile updates, whatever the
 batch size.
 
-A device record is one string: ``<stream>=<offset>;...`` (the last offset applied from each
-source partition, the fence of SPEC R34), a newline, and the state JSON. Loading is MGET;
+A device record is one string: ``~=<version>;#=2;<stream>=<offset>;...`` (its version, its
+format, and the last offset applied from each source partition: the fence of SPEC R34), a
+newline, the state JSON, a newline and the packed fields (:func:`encode_device`). Loading is MGET;
 saving is ``save_devices.lua``, which refuses a record whose stored fence is at or beyond the
 batch's offsets; profiles are merged by ``merge_profiles.lua``.
 
@@ -14,7 +15,9 @@ cluster pipeline sends each node its share in one write (round trips per node, n
 
 from __future__ import annotations
 
+import re
 import secrets
+import struct
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -221,9 +224,8 @@ class StateStore:
             call.devices.append(write.key)
             streams = advanced.get(write.key, {})
             record = b"" if write.delete else encode_device(write.state)
-            call.args += [record, write.state.version, len(streams)]
-            for stream, offset in streams.items():
-                call.args += [stream, offset]
+            batch = "".join([str(write.state.version), *(f";{s}={o}" for s, o in streams.items())])
+            call.args += [record, batch]
         calls += saves.values()
         if not calls:
             return SaveResult()
@@ -266,16 +268,65 @@ class _ScriptCall:
     """The device keys of a save_devices.lua call, in order."""
 
 
+FORMAT: Final = 2
+"""The device record format :func:`encode_device` writes. 1 (before 2026-12): the head, a
+newline and every field in the JSON; still read."""
+_FORMAT: Final = "#"
+"""The name of the format in the record's head (1 when absent)."""
+_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
+_LAST_SEEN: Final = 1
+_UUID_AID: Final = 2
+
+
 def encode_device(state: DeviceState) -> bytes:
-    """``~=<version>;<stream>=<offset>;...`` newline state JSON: the record's next version and
-    the fence, out of the JSON."""
-    document = state.to_json()
-    applied = document.pop("o", {})
-    head = ";".join(
-        [f"{VERSION}={state.version + 1 if state.version else first_version()}"]
-        + [f"{stream}={offset}" for stream, offset in applied.items()]
+    """``~=<version>;#=2;<stream>=<offset>;...`` newline state JSON newline packed fields:
+    the record's next version, its format and the fence; then the JSON of the fields that
+    vary in shape; then, in binary, a flags byte, last seen (8 bytes, signed), the
+    anonymousId when it is a lowercase UUID (16 bytes: every generated one, and Analytics.js's)
+    and the recent messageId digests (R33, 8 bytes each). Against format 1: 96 bytes instead
+    of 161 for an anonymous device seen three times, 585 instead of 1,198 with a full window
+    of 64 messageIds; and quicker to read."""
+    document: dict[str, Any] = {}
+    flags = 0
+    packed: list[bytes] = []
+    if state.last_seen_ms is not None:
+        flags |= _LAST_SEEN
+        packed.append(state.last_seen_ms.to_bytes(8, "big", signed=True))
+    aid = state.aid
+    if aid is not None:
+        if _UUID.fullmatch(aid):
+            flags |= _UUID_AID
+            packed.append(bytes.fromhex(aid.replace("-", "")))
+        else:
+            document["a"] = aid
+    if state.uid is not None:
+        document["u"] = state.uid
+    if state.utraits:
+        document["ut"] = state.utraits
+    if state.gid is not None:
+        document["g"] = state.gid
+    if state.gtraits:
+        document["gt"] = state.gtraits
+    if state.generated:
+        document["n"] = state.generated
+    if state.consent is not None:
+        document["c"] = state.consent
+    recent = state.recent
+    version = state.version + 1 if state.version else first_version()
+    head = f"{VERSION}={version};{_FORMAT}={FORMAT}" + "".join(
+        f";{stream}={offset}" for stream, offset in state.applied.items()
     )
-    return head.encode() + b"\n" + orjson.dumps(document)
+    return b"".join(
+        (
+            head.encode(),
+            b"\n",
+            orjson.dumps(document),
+            b"\n",
+            bytes((flags,)),
+            *packed,
+            struct.pack(f">{len(recent)}Q", *recent),
+        )
+    )
 
 
 def first_version() -> int:
@@ -286,19 +337,50 @@ def first_version() -> int:
 
 
 def decode_device(record: bytes) -> DeviceState:
-    head, _, body = record.partition(b"\n")
-    document: dict[str, Any] = orjson.loads(body)
+    """A record of format 2 or 1."""
+    head, _, rest = record.partition(b"\n")
     applied: dict[str, int] = {}
     version = 0
+    format_ = 1
     for part in head.decode().split(";"):
         if part:
             stream, _, offset = part.rpartition("=")
             if stream == VERSION:
                 version = int(offset)
+            elif stream == _FORMAT:
+                format_ = int(offset)
             else:
                 applied[stream] = int(offset)
-    document["o"] = applied
-    return replace(DeviceState.from_json(document), version=version)
+    if format_ == 1:
+        document: dict[str, Any] = orjson.loads(rest)
+        document["o"] = applied
+        return replace(DeviceState.from_json(document), version=version)
+    body, _, packed = rest.partition(b"\n")
+    document = orjson.loads(body)
+    flags = packed[0]
+    at = 1
+    last_seen: int | None = None
+    aid: str | None = document.get("a")
+    if flags & _LAST_SEEN:
+        last_seen = int.from_bytes(packed[1:9], "big", signed=True)
+        at = 9
+    if flags & _UUID_AID:
+        h = packed[at : at + 16].hex()
+        aid = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        at += 16
+    return DeviceState(
+        aid=aid,
+        uid=document.get("u"),
+        utraits=document.get("ut") or {},
+        gid=document.get("g"),
+        gtraits=document.get("gt") or {},
+        last_seen_ms=last_seen,
+        recent=struct.unpack(f">{(len(packed) - at) // 8}Q", packed[at:]),
+        generated=document.get("n", 0),
+        applied=applied,
+        consent=document.get("c"),
+        version=version,
+    )
 
 
 def decode_traits(fields: Mapping[bytes, bytes]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ it from the environment (:mod:`streams.app`).
 
 from __future__ import annotations
 
+import gc
 import logging
 import tempfile
 from collections.abc import Iterable
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 import faust
 from mode import ServiceT
 
+from streams import build
 from streams.observe.health import HealthChecks, add_health_views
 from streams.observe.metrics import WorkerMetrics
 from streams.observe.web import (
@@ -40,6 +42,8 @@ from streams.worker.writer import BatchWriter
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL_SECONDS = 30.0
+GC_THRESHOLDS = (50_000, 20, 100)
+"""The cyclic garbage collector's thresholds in the worker (Python's defaults: 700, 10, 10)."""
 
 
 class EnricherApp(faust.App):
@@ -62,6 +66,15 @@ class EnricherApp(faust.App):
         # setting to fix, before anything is consumed (an outage is waited out instead)
         await check_broker_access(self.enricher_settings)
         await check_redis_access(self.enricher_redis)
+        stale = build.stale_extensions()
+        if stale:  # an edit not built: the compiled module runs instead of the edited one
+            log.warning("compiled modules older than their sources: %s", ", ".join(stale))
+        log.info("build: %s", build.describe())
+        # the batch path allocates many short-lived objects and few cycles: the collector
+        # runs less often, and never again over what start-up made (about 8 % less CPU per
+        # event in the bench's profile)
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         self.enricher_writer.partitions = await ensure_topics(self.enricher_settings)
         await self.enricher_writer.start()
         await super().on_first_start()

@@ -16,7 +16,8 @@ from enrichers import (
     resolve_device,
 )
 from enrichers.enrich import EventOutcome
-from enrichers.timestamps import parse_iso_ms
+from enrichers.profiles import coalesce_profiles
+from enrichers.timestamps import format_iso_ms, parse_iso_ms
 from tests.rules import Rules, raw
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -276,3 +277,26 @@ def test_r35_set_traits_over_32_kb_leave_the_cache_and_group_calls_go_on() -> No
     assert [o.status for o in outcomes] == [Status.CONTROL, Status.MESSAGE]
     assert outcomes[1].not_cached == "group"
     assert dict(state.gtraits) == {"a": big}
+
+
+def test_profile_links_are_written_once_a_day_per_device() -> None:
+    """The user -> anonymousId and user -> device links (R35, R39) are sorted sets by last seen
+    in Redis: a device that linked them earlier the same UTC day sends only its last seen, a
+    new anonymousId or a new day links again."""
+    rules = Rules()
+    day = 1_764_374_400_000  # 2025-11-29T00:00:00Z
+    at = [day + 3_600_000, day + 7_200_000, day + 9_000_000, day + 86_400_000 + 60_000]
+    identify = raw(type="identify", userId="u1", receivedAt=format_iso_ms(at[0]))
+    first = rules.apply(identify, "dev-1", 1)
+    second = rules.apply(raw(type="track", event="E", receivedAt=format_iso_ms(at[1])), "dev-1", 2)
+    other_aid = raw(type="track", event="E", anonymousId="a2", receivedAt=format_iso_ms(at[2]))
+    third = rules.apply(other_aid, "dev-1", 3)
+    next_day = rules.apply(raw(type="page", receivedAt=format_iso_ms(at[3])), "dev-1", 4)
+    updates = [o.user_update for o in (first, second, third, next_day)]
+    assert all(u is not None and u.user_id == "u1" for u in updates)
+    assert [u.linked for u in updates if u is not None] == [False, True, False, False]
+    users, _ = coalesce_profiles([u for u in updates[:2] if u is not None], [])
+    merge = users["u1"]  # the linked update moved last seen, and listed nothing
+    assert merge.last_seen_ms == at[1]
+    assert merge.devices == {"dev-1": at[0]}
+    assert list(merge.anonymous_ids.values()) == [at[0]]

@@ -4,6 +4,8 @@ timestamp value that turns a valid event into a dead letter."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from enrichers.timestamps import MAX_MS, MIN_MS, format_iso_ms, parse_iso_ms, resolve_times
 
@@ -75,3 +77,25 @@ def test_r31_a_received_at_near_year_1_makes_no_correction_before_it() -> None:
 def test_r31_any_record_timestamp_gives_a_written_received_at(record_ms: int) -> None:
     times = resolve_times(None, None, None, record_ms)
     assert len(times.received_at) == 24 and times.received_at.endswith("Z")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.integers(MIN_MS, MAX_MS),
+    st.integers(MIN_MS, MAX_MS),
+    st.one_of(st.none(), st.integers(MIN_MS, MAX_MS)),
+)
+def test_r31_canonical_and_other_spellings_of_a_time_give_the_same_times(
+    received_ms: int, original_ms: int, sent_ms: int | None
+) -> None:
+    """The canonical spelling (passed through as written) and another spelling of the same
+    instants (a zone offset, parsed and written again) resolve to identical times."""
+
+    def offset(ms: int) -> str:
+        return format_iso_ms(ms)[:-1] + "+00:00"
+
+    sent = None if sent_ms is None else format_iso_ms(sent_ms)
+    canonical = resolve_times(format_iso_ms(received_ms), format_iso_ms(original_ms), sent, 0)
+    assert resolve_times(offset(received_ms), offset(original_ms), sent, 0) == canonical
+    for written in (canonical.received_at, canonical.original_timestamp, canonical.timestamp):
+        assert written == format_iso_ms(parse_iso_ms(written) or 0)

@@ -23,6 +23,12 @@ from typing import Any
 
 import atheris
 
+from streams.build import prefer_sources
+
+# atheris instruments Python bytecode: the core is fuzzed from its sources (a compiled build
+# gives no coverage to guide the fuzzer)
+prefer_sources()
+
 with atheris.instrument_imports():
     import orjson
 

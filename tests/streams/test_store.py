@@ -174,7 +174,7 @@ def test_device_record_expires_after_ttl_plus_margin(redis_url: str) -> None:
 def test_user_profile_merges_traits_and_remembers_anonymous_ids(redis_url: str) -> None:
     async def body(store: StateStore, client: RedisClient) -> tuple[Any, ...]:
         for updates in (
-            [UserProfileUpdate("u", "a1", 100, {"plan": "free", "age": 3})],
+            [UserProfileUpdate("u", "a1", 100, {"plan": "free", "age": 3}, "d1")],
             [UserProfileUpdate("u", "a2", 300, {"plan": "pro"}), UserProfileUpdate("u", "a1", 50)],
         ):
             users, groups = coalesce_profiles(updates, [])
@@ -246,3 +246,31 @@ def test_r34_a_device_deleted_since_it_was_loaded_is_a_conflict(redis_url: str) 
         )
 
     assert with_store(redis_url, body).conflicts == {"d"}
+
+
+def test_a_linked_update_moves_last_seen_only_and_a_profile_without_devices_has_no_index(
+    redis_url: str,
+) -> None:
+    """An update from a device that linked itself today writes last seen (and traits), no
+    sorted set; a profile made by such updates alone does not claim to list every device (R39
+    would then skip the scan for devices it does not list)."""
+
+    async def body(store: StateStore, client: RedisClient) -> tuple[Any, ...]:
+        first = [UserProfileUpdate("u", "a1", 100, None, "d1")]
+        again = [UserProfileUpdate("u", "a1", 500, None, "d1", linked=True)]
+        for updates in (first, again, [UserProfileUpdate("v", "a9", 7, None, "d9", linked=True)]):
+            users, groups = coalesce_profiles(updates, [])
+            await store.save([], {}, users, groups)
+        _, meta_key, aids_key = store.keys.user("u")
+        devices_key = store.keys.user_devices("u")
+        return (
+            await client.hgetall(meta_key),
+            await client.zrange(aids_key, 0, -1, withscores=True),
+            await client.zrange(devices_key, 0, -1, withscores=True),
+            await client.hgetall(store.keys.user("v")[1]),
+        )
+
+    meta, aids, devices, other = with_store(redis_url, body)
+    assert meta == {b"first_seen": b"100", b"last_seen": b"500", b"dx": b"1"}
+    assert aids == [(b"a1", 100.0)] and devices == [(b"d1", 100.0)]
+    assert other == {b"first_seen": b"7", b"last_seen": b"7"}

@@ -8,17 +8,23 @@
 -- ms, last seen ms, the number A of anonymousIds and A pairs (seen ms, anonymousId), the
 -- number D of device keys and D pairs (seen ms, device key), the number T of traits and T
 -- pairs (name, JSON value).
--- A profile created here lists every device from the start: its meta hash says so ("dx"),
--- and a deletion needs no scan for devices beyond the list (unless it was trimmed).
+-- A profile created here with a device lists every device from the start: its meta hash
+-- says so ("dx"), and a deletion needs no scan for devices beyond the list (unless it was
+-- trimmed). An update of a device already linked today carries no anonymousId nor device:
+-- then only last seen (and traits) are written.
 local keep = tonumber(ARGV[1])
 local at = 2
 local trimmed = 0
 for p = 1, #KEYS, 4 do
   local traits_key, meta_key, aids_key, devices_key = KEYS[p], KEYS[p + 1], KEYS[p + 2], KEYS[p + 3]
   local first, last = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
-  local stored_first = tonumber(redis.call('HGET', meta_key, 'first_seen') or '')
-  local stored_last = tonumber(redis.call('HGET', meta_key, 'last_seen') or '')
-  if stored_first == nil and redis.call('EXISTS', traits_key, aids_key) == 0 then
+  local seen = redis.call('HMGET', meta_key, 'first_seen', 'last_seen')
+  local stored_first = tonumber(seen[1] or '')
+  local stored_last = tonumber(seen[2] or '')
+  local aids_count = tonumber(ARGV[at + 2])
+  local devices_count = tonumber(ARGV[at + 3 + 2 * aids_count])
+  if stored_first == nil and devices_count > 0
+    and redis.call('EXISTS', traits_key, aids_key) == 0 then
     redis.call('HSET', meta_key, 'dx', '1')
   end
   if stored_first == nil or first < stored_first then

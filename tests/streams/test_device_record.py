@@ -1,0 +1,104 @@
+"""The device record's format (streams/state/store.py): format 2 round-trips every state,
+records of format 1 (written before format 2 existed) are still read and saved over, and
+format 2 is the smaller one."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from enrichers import DeviceState
+from enrichers.timestamps import MAX_MS, MIN_MS
+from streams.state.keys import KeySpace
+from streams.state.redis_client import connect
+from streams.state.store import VERSION, DeviceWrite, StateStore, decode_device, encode_device
+
+ids = st.one_of(st.none(), st.text(max_size=40), st.uuids().map(str))
+int64 = st.integers(-(2**63), 2**63 - 1)  # orjson writes 64-bit integers (R35 keeps the rest out)
+traits = st.dictionaries(st.text(max_size=8), st.one_of(int64, st.text(max_size=8)))
+states = st.builds(
+    DeviceState,
+    aid=st.one_of(ids, st.uuids().map(lambda u: str(u).upper())),
+    uid=ids,
+    utraits=traits,
+    gid=ids,
+    gtraits=traits,
+    last_seen_ms=st.one_of(st.none(), st.integers(MIN_MS, MAX_MS)),
+    recent=st.lists(st.integers(0, 2**52 - 1), max_size=64).map(tuple),
+    generated=st.integers(0, 2**31),
+    applied=st.dictionaries(st.from_regex(r"[a-z.]{1,12}/\d{1,3}", fullmatch=True), st.integers(0)),
+    consent=st.one_of(st.none(), st.dictionaries(st.text(max_size=6), st.booleans())),
+    version=st.integers(0, 2**50),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(states)
+def test_format_2_round_trips_every_state(state: DeviceState) -> None:
+    record = encode_device(state)
+    assert b";#=2" in record.partition(b"\n")[0]
+    decoded = decode_device(record)
+    assert decoded == state  # every field (the version is not compared)
+    assert decoded.version == (state.version + 1 if state.version else decoded.version)
+    assert decoded.version > 0
+
+
+def format_1(state: DeviceState, version: int) -> bytes:
+    """A record as the worker wrote it before format 2: every field in the JSON."""
+    import orjson
+
+    document = state.to_json()
+    fence = document.pop("o", {})
+    head = ";".join([f"{VERSION}={version}"] + [f"{k}={v}" for k, v in fence.items()])
+    return head.encode() + b"\n" + orjson.dumps(document)
+
+
+AID = "349b322b-1798-47b9-8091-7e31b53a404b"
+SEEN = DeviceState(
+    aid=AID,
+    uid="user-1",
+    utraits={"email": "a@example.com"},
+    last_seen_ms=1_795_946_452_702,
+    recent=(1659544643791174, 4185494960153980, 1230133020310935),
+    generated=1,
+    applied={"events.raw/3": 10299},
+)
+
+
+def test_a_format_1_record_is_read_and_a_save_over_it_writes_format_2(redis_url: str) -> None:
+    old = format_1(SEEN, 77)
+    assert decode_device(old) == SEEN and decode_device(old).version == 77
+
+    async def run() -> tuple[DeviceState, bytes]:
+        client = connect(redis_url)
+        try:
+            store = StateStore(client, KeySpace(f"t-{uuid.uuid4().hex[:8]}"), 86_400_000)
+            await client.set(store.keys.device("d"), old)
+            loaded = (await store.load_devices(["d"]))["d"]
+            fence = {"events.raw/3": 10300}
+            changed = DeviceState(**{**_fields(loaded), "uid": "user-2", "applied": fence})
+            result = await store.save(
+                [DeviceWrite("d", changed)], {"d": {"events.raw/3": 10300}}, {}, {}
+            )
+            assert result.refused == 0 and not result.conflicts
+            return (await store.load_devices(["d"]))["d"], await client.get(store.keys.device("d"))
+        finally:
+            await client.aclose()
+
+    reloaded, stored = asyncio.run(run())
+    assert reloaded.uid == "user-2" and reloaded.aid == AID and reloaded.recent == SEEN.recent
+    assert reloaded.applied == {"events.raw/3": 10300} and reloaded.version == 78
+    assert b";#=2;" in stored
+
+
+def _fields(state: DeviceState) -> dict[str, object]:
+    return {name: getattr(state, name) for name in DeviceState.__slots__}
+
+
+def test_format_2_is_smaller_and_holds_no_anonymous_id_in_clear() -> None:
+    new, old = encode_device(SEEN), format_1(SEEN, 77)
+    assert len(new) < 0.75 * len(old), (len(new), len(old))
+    assert AID.encode() not in new

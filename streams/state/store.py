@@ -388,14 +388,15 @@ def decode_traits(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
 
 
 def _merge_args(merge: ProfileMerge) -> list[Any]:
-    """A profile merge as ``merge_profiles.lua`` reads it."""
-    args: list[Any] = [merge.first_seen_ms, merge.last_seen_ms, len(merge.anonymous_ids)]
+    """A profile merge as ``merge_profiles.lua`` reads it: one JSON argument."""
+    anonymous_ids: list[str] = []
     for anonymous_id, seen in merge.anonymous_ids.items():
-        args += [seen, anonymous_id]
-    args.append(len(merge.devices))
+        anonymous_ids += [str(seen), anonymous_id]
+    devices: list[str] = []
     for device, seen in merge.devices.items():
-        args += [seen, device]
-    args.append(len(merge.traits))
+        devices += [str(seen), device]
+    traits: list[str] = []
     for name, value in merge.traits.items():
-        args += [name, orjson.dumps(value)]
-    return args
+        traits += [name, orjson.dumps(value).decode()]
+    first, last = str(merge.first_seen_ms), str(merge.last_seen_ms)
+    return [orjson.dumps([first, last, anonymous_ids, devices, traits])]

@@ -25,9 +25,11 @@ import atheris
 
 from streams.build import prefer_sources
 
-# atheris instruments Python bytecode: the core is fuzzed from its sources (a compiled build
-# gives no coverage to guide the fuzzer)
-prefer_sources()
+if __name__ == "__main__":
+    # atheris instruments Python bytecode: the core is fuzzed from its sources (a compiled
+    # build gives no coverage to guide the fuzzer); the regression tests import this module
+    # and run on whichever build the session runs
+    prefer_sources()
 
 with atheris.instrument_imports():
     import orjson

@@ -5,6 +5,7 @@ format 2 is the smaller one."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 
 from hypothesis import given, settings
@@ -95,7 +96,7 @@ def test_a_format_1_record_is_read_and_a_save_over_it_writes_format_2(redis_url:
 
 
 def _fields(state: DeviceState) -> dict[str, object]:
-    return {name: getattr(state, name) for name in DeviceState.__slots__}
+    return {field.name: getattr(state, field.name) for field in dataclasses.fields(state)}
 
 
 def test_format_2_is_smaller_and_holds_no_anonymous_id_in_clear() -> None:

@@ -274,3 +274,35 @@ def test_a_linked_update_moves_last_seen_only_and_a_profile_without_devices_has_
     assert meta == {b"first_seen": b"100", b"last_seen": b"500", b"dx": b"1"}
     assert aids == [(b"a1", 100.0)] and devices == [(b"d1", 100.0)]
     assert other == {b"first_seen": b"7", b"last_seen": b"7"}
+
+
+def test_profile_merges_carry_any_value_exactly(redis_url: str) -> None:
+    """Traits and ids reach Redis as given, whatever their characters and numbers (the merge
+    travels as one JSON argument per profile, decoded in Lua)."""
+    traits = {
+        "big": 2**63 - 1,
+        "float": 0.1 + 0.2,
+        "nested": {"a": [1, "two", None, True]},
+        "text": 'quote " backslash \\ newline \n nul \x00 é 😀',
+        "": "empty name",
+    }
+    aid = 'a "odd" \\ id é 😀'
+    seen = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: 15 digits, exact
+
+    async def body(store: StateStore, client: RedisClient) -> tuple[Any, ...]:
+        update = UserProfileUpdate("u é", aid, seen, traits, "device ü")
+        users, groups = coalesce_profiles([update], [])
+        await store.save([], {}, users, groups)
+        _, meta_key, aids_key = store.keys.user("u é")
+        return (
+            await store.load_user_traits(["u é"]),
+            await client.hgetall(meta_key),
+            await client.zrange(aids_key, 0, -1, withscores=True),
+            await client.zrange(store.keys.user_devices("u é"), 0, -1),
+        )
+
+    loaded, meta, aids, devices = with_store(redis_url, body)
+    assert loaded == {"u é": traits}
+    assert meta[b"first_seen"] == meta[b"last_seen"] == str(seen).encode()
+    assert aids == [(aid.encode(), float(seen))]
+    assert devices == ["device ü".encode()]

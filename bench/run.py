@@ -40,6 +40,9 @@ EVENTS = int(os.environ.get("BENCH_EVENTS", "60000"))
 DEVICES = int(os.environ.get("BENCH_DEVICES", "20000"))
 PARTITIONS = 8
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
+LATENCY_WARMUP_SECONDS = 3.0
+"""Events sent in the first seconds are left out of the latency figures (reported apart): a
+fresh topic's leader election (Kafka) or a group join finishing (Tansu) delays them."""
 SCALING_PARTITIONS = 16
 SCALING_WORKERS = (1, 2, 4)
 SCALING_RUNS = int(os.environ.get("BENCH_SCALING_RUNS", "2"))
@@ -435,35 +438,45 @@ class Bench:
         raise SystemExit("the workers did not settle on the partitions in 120 s")
 
     def latency(self, rate: float) -> dict[str, float]:
-        """p50/p99 from raw record timestamp to warehouse record timestamp at ``rate``."""
+        """p50/p99 from raw record timestamp to warehouse record timestamp at ``rate``, once the
+        worker holds every partition."""
         topics = Topics.fresh("latency")
         asyncio.run(create_topics(self.stack.bootstrap, topics))
         app_id = f"latency-{uuid.uuid4().hex[:6]}"
         process, log = self.start(
             "latency",
-            [sys.executable, "-m", "streams.cli", "worker"],
+            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
             self.enricher_env(topics, app_id),
         )
         try:
             wait_ready(log, process, "Worker ready", 90)
+            # the steady state: the raw consumer holds every partition before the first event
+            # (a group join still under way would show as the latency of the first events)
+            self._settled([(process, log)], PARTITIONS)
             count = int(rate * LATENCY_SECONDS)
             sent = asyncio.run(self._paced(topics.raw, rate, count))
             records = asyncio.run(drain(self.stack.bootstrap, topics.out1, int(count * 0.99), 300))
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(30)
-        latencies = sorted(
-            ts - sent[orjson.loads(value)["messageId"]]
-            for ts, value in records
-            if orjson.loads(value)["messageId"] in sent
-        )
-        quantiles = statistics.quantiles(latencies, n=100)
+        first = min(sent.values())
+        everything: list[int] = []
+        steady: list[int] = []
+        for ts, value in records:
+            at = sent.get(orjson.loads(value)["messageId"])
+            if at is not None:
+                everything.append(ts - at)
+                if at - first >= LATENCY_WARMUP_SECONDS * 1000:
+                    steady.append(ts - at)
+        quantiles = statistics.quantiles(steady, n=100)
         return {
             "rate": round(rate),
             "events": count,
+            "warmup_seconds": LATENCY_WARMUP_SECONDS,
             "p50_ms": quantiles[49],
             "p99_ms": quantiles[98],
-            "max_ms": latencies[-1],
+            "max_ms": max(steady),
+            "p99_ms_including_warmup": statistics.quantiles(everything, n=100)[98],
         }
 
     async def _paced(self, topic: str, rate: float, count: int) -> dict[str, int]:
@@ -630,8 +643,12 @@ def main() -> int:
             (memory_after - memory_before) / DEVICES, 1
         )
         plain, naive, enricher = runs[0], runs[1], runs[2]
-        latency = bench.latency(enricher.events_per_second / 2)
         rows = scaling_table(bench, workdir)
+    # on a stack of its own: after a dozen runs on one embedded broker, its fetches stall for
+    # seconds now and then (measured: p99 from 0.1 s to 2-4 s on the third run in one stack,
+    # with this code and with the code before issue 21 alike)
+    with DevStack(redis_url=None, workdir=workdir / "latency", broker=BROKER) as stack:
+        latency = Bench(stack, workdir).latency(enricher.events_per_second / 2)
     results: dict[str, Any] = {
         "events": EVENTS,
         "devices": DEVICES,

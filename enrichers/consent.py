@@ -13,10 +13,11 @@ from typing import Any
 def preferences(context: Mapping[str, Any] | None) -> dict[str, bool] | None:
     """The call's category preferences, when it sends any (an object of booleans)."""
     consent = (context or {}).get("consent")
-    if not isinstance(consent, Mapping):
+    # None and dict first: an isinstance check against the Mapping ABC runs interpreted
+    if consent is None or not isinstance(consent, (dict, Mapping)):
         return None
     given = consent.get("categoryPreferences")
-    if not isinstance(given, Mapping):
+    if given is None or not isinstance(given, (dict, Mapping)):
         return None
     return {str(k): v for k, v in given.items() if isinstance(v, bool)}
 

@@ -20,12 +20,22 @@ def parse_iso_ms(text: Any) -> int | None:
     """Epoch milliseconds of an ISO-8601 date-time (or date: its midnight) in years 0001-9999
     UTC, or None when it is not one. No zone means UTC; any number of fraction digits is
     accepted and truncated to milliseconds; ``24:00`` is the end of the day (R31)."""
+    return _parsed(text)[0]
+
+
+def _parsed(text: Any) -> tuple[int | None, bool]:
+    """:func:`parse_iso_ms`, and whether ``text`` is written as :func:`format_iso_ms` writes
+    (then it is used as given: one pattern match per value, not two)."""
     if not isinstance(text, str) or not text:
-        return None
+        return None, False
     if _CANONICAL.fullmatch(text):  # what clients send: the second parsed once, then cached
         seconds = _canonical_second(text[:19])
         if seconds is not None:
-            return seconds * 1000 + int(text[20:23])
+            return seconds * 1000 + int(text[20:23]), True
+    return _parsed_iso(text), False
+
+
+def _parsed_iso(text: str) -> int | None:
     moment: datetime | None
     try:
         moment = datetime.fromisoformat(text)
@@ -108,13 +118,13 @@ def resolve_times(
 ) -> EventTimes:
     """R31. ``receivedAt`` is the raw one when valid, else the record's timestamp. Without a raw
     ``timestamp`` the event is taken to have happened when it was received."""
-    received_ms = parse_iso_ms(received_at)
+    received_ms, as_written = _parsed(received_at)
     if received_ms is None:  # a record timestamp outside years 1-9999 is held at the bounds
         received_ms = min(max(record_timestamp_ms, MIN_MS), MAX_MS)
         received = format_iso_ms(received_ms)
     else:
-        received = _written(received_at, received_ms)
-    original_ms = parse_iso_ms(timestamp)
+        received = received_at if as_written else format_iso_ms(received_ms)
+    original_ms, original_as_written = _parsed(timestamp)
     sent_ms = parse_iso_ms(sent_at)
     original: str | None
     if original_ms is not None:
@@ -123,15 +133,10 @@ def resolve_times(
             skewed = received_ms - (sent_ms - original_ms)
             if MIN_MS <= skewed <= MAX_MS:  # else no correction is made
                 corrected_ms = skewed
-        original = _written(timestamp, original_ms)
+        original = timestamp if original_as_written else format_iso_ms(original_ms)
     else:
         corrected_ms = received_ms
         # not a date: kept as the client sent it
         original = timestamp if isinstance(timestamp, str) and timestamp else None
     corrected = received if corrected_ms == received_ms else format_iso_ms(corrected_ms)
     return EventTimes(received_ms, received, original or received, corrected)
-
-
-def _written(text: str, epoch_ms: int) -> str:
-    """``epoch_ms`` as :func:`format_iso_ms` writes it: ``text`` itself when already so."""
-    return text if len(text) == 24 and _CANONICAL.fullmatch(text) else format_iso_ms(epoch_ms)

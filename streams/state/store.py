@@ -231,7 +231,7 @@ class StateStore:
             streams = advanced.get(write.key, {})
             record = b"" if write.delete else encode_device(write.state)
             batch = "".join([str(write.state.version), *(f";{s}={o}" for s, o in streams.items())])
-            call.args += [record, batch]
+            call.args.append(b"%s\n%s" % (batch.encode(), record))
         calls += saves.values()
         if not calls:
             return SaveResult()

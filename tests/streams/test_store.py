@@ -248,6 +248,35 @@ def test_r34_a_device_deleted_since_it_was_loaded_is_a_conflict(redis_url: str) 
     assert with_store(redis_url, body).conflicts == {"d"}
 
 
+def test_r37_a_delete_at_the_loaded_version_removes_the_record_and_a_stale_one_does_not(
+    redis_url: str,
+) -> None:
+    """A device that may keep no record (R37) is deleted by the save, fenced and versioned
+    like a write: at the version it was loaded at it goes; once another worker wrote the
+    device since, the delete is a conflict and the newer record stays."""
+
+    async def body(store: StateStore, _: RedisClient) -> tuple[Any, ...]:
+        await store.save([DeviceWrite("gone", state(1))], {"gone": {"raw/0": 1}}, {}, {})
+        await store.save([DeviceWrite("kept", state(1))], {"kept": {"raw/0": 1}}, {}, {})
+        loaded = await store.load_devices(["gone", "kept"])
+        newer = loaded["kept"].changed(utraits={"n": 2}, applied={"raw/0": 1, "raw/1": 5})
+        await store.save([DeviceWrite("kept", newer)], {"kept": {"raw/1": 5}}, {}, {})
+        deleted = await store.save(
+            [
+                DeviceWrite("gone", loaded["gone"], delete=True),
+                DeviceWrite("kept", loaded["kept"], delete=True),
+            ],
+            {"gone": {"raw/0": 2}, "kept": {"raw/0": 2}},
+            {},
+            {},
+        )
+        return deleted, await store.load_devices(["gone", "kept"])
+
+    deleted, stored = with_store(redis_url, body)
+    assert deleted.conflicts == {"kept"} and deleted.refused == 0
+    assert "gone" not in stored and dict(stored["kept"].utraits) == {"n": 2}
+
+
 def test_a_linked_update_moves_last_seen_only_and_a_profile_without_devices_has_no_index(
     redis_url: str,
 ) -> None:

@@ -1,10 +1,12 @@
 -- Save a batch's device records, each fenced by source offsets and versioned (SPEC R34).
 -- A record is "~=<version>;<stream>=<offset>;...\n<state JSON>": the first line holds the
 -- record's version and the last offset applied from each source partition.
--- KEYS: the device keys. ARGV[1]: expiry in ms (0: none); then, per key in order: the new
--- record ("" to delete it), and "<version>;<stream>=<offset>;...": the version it was
--- computed from (0: the device had no record) and the source streams this batch advanced
--- with their offsets (two arguments per device: fewer to send than one per value).
+-- KEYS: the device keys. ARGV[1]: expiry in ms (0: none); then, per key in order, one
+-- argument: "<version>;<stream>=<offset>;...", a newline and the new record (nothing after
+-- the newline: delete it). The first line names the version the record was computed from
+-- (0: the device had no record) and the source streams this batch advanced with their
+-- offsets (one argument per device: each argument costs the worker about a microsecond to
+-- send).
 -- A stored offset at or beyond ours means a newer owner of the partition has written the
 -- device since we loaded it (we are a zombie finishing an old batch): that key is left as it
 -- is ("refused"). Otherwise a stored version other than ours means another worker changed
@@ -15,8 +17,10 @@ local ttl = tonumber(ARGV[1])
 local refused = 0
 local result = {0}
 for k = 1, #KEYS do
-  local record = ARGV[2 * k]
-  local batch = ARGV[2 * k + 1]
+  local arg = ARGV[k + 1]
+  local newline = string.find(arg, '\n', 1, true)
+  local batch = string.sub(arg, 1, newline - 1)
+  local record = string.sub(arg, newline + 1)
   local expected = tonumber(string.match(batch, '^(%d+)'))
   local stale = false
   local version = 0

@@ -40,7 +40,7 @@ EXPIRY_MARGIN_MS: Final = 30 * DAY_MS
 """Redis expiry runs on the wall clock, R1 on event time: the margin keeps a replay of
 recent history from finding records already reclaimed."""
 
-_SCRIPTS: Final = ("save_devices.lua", "merge_profiles.lua")
+_SCRIPTS: Final = ("save_devices.lua", "merge_profiles.lua", "check_suppressed.lua")
 
 
 def _script(name: str) -> str:
@@ -149,33 +149,54 @@ class StateStore:
             redis_key = self._keys.device(key)
             by_slot[self._slot(redis_key)][key] = redis_key
         digests = list(dict.fromkeys(digests))
-        async with self._client.pipeline(transaction=False) as pipe:
-            for keys in by_slot.values():
-                pipe.execute_command("MGET", *keys.values())
-            if digests:
-                pipe.execute_command("SMISMEMBER", self._keys.suppressed(), *digests)
-            pipe.scard(self._keys.suppressed())
-            replies = await pipe.execute()
-        records = cast(list[list[bytes | None]], replies[: len(by_slot)])
+        if not self._shas:
+            await self.load_scripts()
+        try:
+            replies = await self._load_checked(by_slot, digests)
+        except NoScriptError:  # Redis restarted without the scripts: load them, ask again
+            await self.load_scripts()
+            replies = await self._load_checked(by_slot, digests)
+        records = cast(list[list[bytes | None]], replies[:-1])
         devices = {
             key: decode_device(record)
             for keys, found in zip(by_slot.values(), records, strict=True)
             for key, record in zip(keys, found, strict=True)
             if record is not None
         }
-        members = replies[len(by_slot)] if digests else []
-        suppressed = frozenset(d for d, member in zip(digests, members, strict=True) if member)
-        return CheckedLoad(devices, suppressed, int(replies[-1]) > 0)
+        size, held = _suppressed_reply(digests, replies[-1])
+        return CheckedLoad(devices, held, size > 0)
+
+    async def _load_checked(
+        self, by_slot: Mapping[int, Mapping[str, str]], digests: list[bytes]
+    ) -> list[Any]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for keys in by_slot.values():
+                pipe.execute_command("MGET", *keys.values())
+            pipe.execute_command(*self._check_suppressed(digests))
+            return await pipe.execute()
+
+    def _check_suppressed(self, digests: list[bytes]) -> tuple[Any, ...]:
+        """``check_suppressed.lua`` over ``digests`` (all of one width): one argument for them
+        all, not one each."""
+        width = len(digests[0]) if digests else 1
+        if any(len(d) != width for d in digests):
+            raise ValueError("digests of different widths")
+        sha = self._shas["check_suppressed.lua"]
+        return ("EVALSHA", sha, 1, self._keys.suppressed(), b"".join(digests), width)
 
     async def suppressed(self, digests: Sequence[bytes]) -> frozenset[bytes]:
         """Which of ``digests`` the suppression list holds (R39), one round trip."""
         digests = list(dict.fromkeys(digests))
         if not digests:
             return frozenset()
-        members = await self._client.execute_command(
-            "SMISMEMBER", self._keys.suppressed(), *digests
-        )
-        return frozenset(d for d, member in zip(digests, members, strict=True) if member)
+        if not self._shas:
+            await self.load_scripts()
+        try:
+            reply = await self._client.execute_command(*self._check_suppressed(digests))
+        except NoScriptError:
+            await self.load_scripts()
+            reply = await self._client.execute_command(*self._check_suppressed(digests))
+        return _suppressed_reply(digests, reply)[1]
 
     async def load_user_traits(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The merged traits of each user profile (absent users are left out), one round trip."""
@@ -272,6 +293,13 @@ class _ScriptCall:
     keys: list[str] = field(default_factory=list)
     devices: list[str] = field(default_factory=list)
     """The device keys of a save_devices.lua call, in order."""
+
+
+def _suppressed_reply(
+    digests: Sequence[bytes], reply: Sequence[Any]
+) -> tuple[int, frozenset[bytes]]:
+    """``check_suppressed.lua``'s answer: the size of the list and the digests it holds."""
+    return int(reply[0]), frozenset(digests[int(index) - 1] for index in reply[1:])
 
 
 FORMAT: Final = 2

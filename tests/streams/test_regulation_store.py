@@ -90,6 +90,39 @@ def test_r39_suppressing_a_user_suppresses_its_linked_anonymous_ids_and_devices(
     assert list(links) == [DIGESTS.of("userId", "u1")]
 
 
+def test_r39_a_batch_check_finds_every_suppressed_digest_among_thousands(
+    redis_url: str,
+) -> None:
+    """The batch check (``load_checked``: the devices and the digests in one round trip)
+    finds each suppressed digest wherever it lies among 2,500 (several SMISMEMBER chunks in
+    the script), says the list is not empty, and works again after Redis lost its scripts."""
+
+    async def body(regs: RegulationStore, store: StateStore, client: RedisClient) -> Any:
+        await seed_user(store, "u1", 1)
+        await regs.suppress(Regulation("r1", "suppress", user_ids=("u1",)))
+        asked = [DIGESTS.of("anonymousId", f"other-{n}") for n in range(2_500)]
+        held = [DIGESTS.of(k, v) for k, v in named("u1", 0)]
+        for at, digest in zip((0, 999, 1_000, 2_000), held + held[:1], strict=True):
+            asked.insert(at, digest)
+        await client.script_flush()
+        first = await store.load_checked(["dev-u1-0", "absent"], asked)
+        again = await store.load_checked(["dev-u1-0"], asked)
+        return first, again, held
+
+    first, again, held = with_regulations(redis_url, body)
+    assert first.suppressed == set(held) and first.suppressing
+    assert set(first.devices) == {"dev-u1-0"} and first.devices["dev-u1-0"].uid == "u1"
+    assert again.suppressed == set(held)
+
+
+def test_r39_an_empty_suppression_list_holds_nothing_and_says_so(redis_url: str) -> None:
+    async def body(_: RegulationStore, store: StateStore, __: RedisClient) -> Any:
+        return await store.load_checked(["d"], [DIGESTS.of("userId", "u1")])
+
+    checked = with_regulations(redis_url, body)
+    assert checked.suppressed == set() and not checked.suppressing and checked.devices == {}
+
+
 def test_r39_unsuppress_ends_the_user_and_its_linked_ids_suppression(redis_url: str) -> None:
     async def body(regs: RegulationStore, store: StateStore, client: RedisClient) -> Any:
         await seed_user(store, "u1", 2)

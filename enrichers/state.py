@@ -124,6 +124,18 @@ class DeviceState:
 
     def to_json(self) -> dict[str, Any]:
         """A compact JSON-ready form: defaults are left out to keep Redis memory small."""
+        doc = self.identity_json()
+        if self.last_seen_ms is not None:
+            doc["s"] = self.last_seen_ms
+        if self.recent:
+            doc["r"] = list(self.recent)
+        if self.applied:
+            doc["o"] = self.applied
+        return doc
+
+    def identity_json(self) -> dict[str, Any]:
+        """The part of :meth:`to_json` that varies in shape: ids, traits, the generation count
+        and consent (the device record's JSON; the rest of its fields are packed)."""
         doc: dict[str, Any] = {}
         if self.aid is not None:
             doc["a"] = self.aid
@@ -135,14 +147,8 @@ class DeviceState:
             doc["g"] = self.gid
         if self.gtraits:
             doc["gt"] = self.gtraits
-        if self.last_seen_ms is not None:
-            doc["s"] = self.last_seen_ms
-        if self.recent:
-            doc["r"] = list(self.recent)
         if self.generated:
             doc["n"] = self.generated
-        if self.applied:
-            doc["o"] = self.applied
         if self.consent is not None:
             doc["c"] = self.consent
         return doc

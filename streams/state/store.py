@@ -320,31 +320,17 @@ def encode_device(state: DeviceState) -> bytes:
     and the recent messageId digests (R33, 8 bytes each). Against format 1: 96 bytes instead
     of 161 for an anonymous device seen three times, 585 instead of 1,198 with a full window
     of 64 messageIds; and quicker to read."""
-    document: dict[str, Any] = {}
+    document = state.identity_json()
     flags = 0
     packed: list[bytes] = []
     if state.last_seen_ms is not None:
         flags |= _LAST_SEEN
         packed.append(state.last_seen_ms.to_bytes(8, "big", signed=True))
     aid = state.aid
-    if aid is not None:
-        if _UUID.fullmatch(aid):
-            flags |= _UUID_AID
-            packed.append(bytes.fromhex(aid.replace("-", "")))
-        else:
-            document["a"] = aid
-    if state.uid is not None:
-        document["u"] = state.uid
-    if state.utraits:
-        document["ut"] = state.utraits
-    if state.gid is not None:
-        document["g"] = state.gid
-    if state.gtraits:
-        document["gt"] = state.gtraits
-    if state.generated:
-        document["n"] = state.generated
-    if state.consent is not None:
-        document["c"] = state.consent
+    if aid is not None and _UUID.fullmatch(aid):
+        flags |= _UUID_AID
+        packed.append(bytes.fromhex(aid.replace("-", "")))
+        del document["a"]
     recent = state.recent
     version = state.version + 1 if state.version else first_version()
     head = f"{VERSION}={version};{_FORMAT}={FORMAT}" + "".join(

@@ -19,10 +19,10 @@ import random
 import re
 import struct
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 import orjson
 from redis.crc import key_slot
@@ -39,6 +39,8 @@ ANONYMOUS_IDS_PER_USER: Final = 1000
 EXPIRY_MARGIN_MS: Final = 30 * DAY_MS
 """Redis expiry runs on the wall clock, R1 on event time: the margin keeps a replay of
 recent history from finding records already reclaimed."""
+
+T = TypeVar("T")
 
 _SCRIPTS: Final = ("save_devices.lua", "merge_profiles.lua", "check_suppressed.lua")
 
@@ -114,6 +116,18 @@ class StateStore:
     def keys(self) -> KeySpace:
         return self._keys
 
+    async def _scripted(self, run: Callable[[], Awaitable[T]]) -> T:
+        """``run`` with the Lua scripts loaded. A Redis that restarted (or a replica that took
+        over a slot) lacks them: NOSCRIPT, so they are loaded again on every primary and
+        ``run`` runs once more (every script call is idempotent)."""
+        if not self._shas:
+            await self.load_scripts()
+        try:
+            return await run()
+        except NoScriptError:
+            await self.load_scripts()
+            return await run()
+
     async def load_scripts(self) -> None:
         """Load the Lua scripts (again after a Redis restart, on NOSCRIPT)."""
         for name in _SCRIPTS:
@@ -149,13 +163,7 @@ class StateStore:
             redis_key = self._keys.device(key)
             by_slot[self._slot(redis_key)][key] = redis_key
         digests = list(dict.fromkeys(digests))
-        if not self._shas:
-            await self.load_scripts()
-        try:
-            replies = await self._load_checked(by_slot, digests)
-        except NoScriptError:  # Redis restarted without the scripts: load them, ask again
-            await self.load_scripts()
-            replies = await self._load_checked(by_slot, digests)
+        replies = await self._scripted(lambda: self._load_checked(by_slot, digests))
         records = cast(list[list[bytes | None]], replies[:-1])
         devices = {
             key: decode_device(record)
@@ -189,13 +197,9 @@ class StateStore:
         digests = list(dict.fromkeys(digests))
         if not digests:
             return frozenset()
-        if not self._shas:
-            await self.load_scripts()
-        try:
-            reply = await self._client.execute_command(*self._check_suppressed(digests))
-        except NoScriptError:
-            await self.load_scripts()
-            reply = await self._client.execute_command(*self._check_suppressed(digests))
+        reply = await self._scripted(
+            lambda: self._client.execute_command(*self._check_suppressed(digests))
+        )
         return _suppressed_reply(digests, reply)[1]
 
     async def load_user_traits(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -256,15 +260,7 @@ class StateStore:
         calls += saves.values()
         if not calls:
             return SaveResult()
-        if not self._shas:
-            await self.load_scripts()
-        try:
-            return await self._run_scripts(calls)
-        except NoScriptError:
-            # Redis restarted (or a replica took over a slot) and lacks the script: load it
-            # again on every primary and redo the batch (every call is idempotent)
-            await self.load_scripts()
-            return await self._run_scripts(calls)
+        return await self._scripted(lambda: self._run_scripts(calls))
 
     async def _run_scripts(self, calls: Sequence[_ScriptCall]) -> SaveResult:
         async with self._client.pipeline(transaction=False) as pipe:

@@ -36,26 +36,28 @@ class KeySpace:
         """SCAN pattern of every device record of the app."""
         return f"{_glob_escaped(self.app_id)}:device:*"
 
-    def user(self, user_id: str) -> tuple[str, str, str]:
-        """(traits hash, meta hash, anonymousIds sorted set) of one user profile."""
-        base = f"{self.app_id}:user:{hash_tag(user_id)}"
-        return f"{base}:traits", f"{base}:meta", f"{base}:aids"
+    def user(self, user_id: str) -> str:
+        """A user profile (format 2): one hash of its traits (``t:<name>``), first and last
+        seen (``f``, ``l``), anonymousIds (``a:<id>``) and device keys (``d:<key>``) by last
+        seen, and ``x`` while it lists every device (R39)."""
+        return f"{self.app_id}:user:{hash_tag(user_id)}"
 
-    def user_devices(self, user_id: str) -> str:
-        """The sorted set of a user profile's device keys by last seen (R39)."""
-        return f"{self.app_id}:user:{hash_tag(user_id)}:devices"
+    def user_format1(self, user_id: str) -> tuple[str, str, str, str]:
+        """A user profile's keys in format 1 (before issue 21), read and moved into the hash
+        by the next merge: (traits hash, meta hash, anonymousIds sorted set, devices sorted
+        set)."""
+        return _format1(self.user(user_id))
 
-    def user_aids_pattern(self) -> str:
-        return f"{_glob_escaped(self.app_id)}:user:*:aids"
+    def user_pattern(self) -> str:
+        """SCAN pattern of every user profile key, of both formats."""
+        return f"{_glob_escaped(self.app_id)}:user:*"
 
-    def group(self, group_id: str) -> tuple[str, str, str]:
-        """(traits hash, meta hash, unused sorted set) of one group profile."""
-        base = f"{self.app_id}:group:{hash_tag(group_id)}"
-        return f"{base}:traits", f"{base}:meta", f"{base}:aids"
+    def group(self, group_id: str) -> str:
+        """A group profile: a hash as a user profile's (no anonymousIds or devices)."""
+        return f"{self.app_id}:group:{hash_tag(group_id)}"
 
-    def group_devices(self, group_id: str) -> str:
-        """Unused (a group profile lists no devices): the fourth key of a profile merge."""
-        return f"{self.app_id}:group:{hash_tag(group_id)}:devices"
+    def group_format1(self, group_id: str) -> tuple[str, str, str, str]:
+        return _format1(self.group(group_id))
 
     # R39: the suppression list and what it needs, under one hash tag (one cluster slot)
 
@@ -74,6 +76,10 @@ class KeySpace:
     def regulations_lease(self) -> str:
         """Which worker applies regulations (one at a time)."""
         return f"{self.app_id}:suppressed:{{r}}:lease"
+
+
+def _format1(profile: str) -> tuple[str, str, str, str]:
+    return f"{profile}:traits", f"{profile}:meta", f"{profile}:aids", f"{profile}:devices"
 
 
 def _glob_escaped(text: str) -> str:

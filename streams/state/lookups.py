@@ -16,7 +16,7 @@ from enrichers.values import visible
 from streams.settings import Settings
 from streams.state.keys import KeySpace
 from streams.state.redis_client import RedisClient, connect_to
-from streams.state.store import StateStore, decode_traits
+from streams.state.store import StateStore, StoredProfile
 
 Document = dict[str, Any]
 
@@ -57,31 +57,22 @@ class Lookups:
     async def user(self, user_id: str) -> Document | None:
         """The user profile: merged traits, anonymousIds seen (most recent first), first and
         last seen; None when the user was never seen."""
-        traits_key, meta_key, aids_key = self._keys.user(user_id)
-        async with self._client.pipeline(transaction=False) as pipe:
-            pipe.hgetall(traits_key)
-            pipe.hgetall(meta_key)
-            pipe.zrevrange(aids_key, 0, -1)
-            traits, meta, anonymous_ids = await pipe.execute()
-        if not meta:
+        profile = (await self._store.load_profiles("user", [user_id])).get(user_id)
+        if profile is None:
             return None
         return {
             "userId": user_id,
-            "traits": decode_traits(traits),
-            "anonymousIds": [aid.decode() for aid in anonymous_ids],
-            **_seen(meta),
+            "traits": dict(profile.traits),
+            "anonymousIds": profile.anonymous_ids_recent_first(),
+            **_seen(profile),
         }
 
     async def group(self, group_id: str) -> Document | None:
         """The group profile: merged group traits, first and last seen."""
-        traits_key, meta_key, _ = self._keys.group(group_id)
-        async with self._client.pipeline(transaction=False) as pipe:
-            pipe.hgetall(traits_key)
-            pipe.hgetall(meta_key)
-            traits, meta = await pipe.execute()
-        if not meta:
+        profile = (await self._store.load_profiles("group", [group_id])).get(group_id)
+        if profile is None:
             return None
-        return {"groupId": group_id, "traits": decode_traits(traits), **_seen(meta)}
+        return {"groupId": group_id, "traits": dict(profile.traits), **_seen(profile)}
 
     async def find(self, kind: str, identifier: str) -> Document | None:
         """``kind`` is ``device``, ``user`` or ``group``."""
@@ -89,10 +80,11 @@ class Lookups:
         return await lookup(identifier)
 
 
-def _seen(meta: dict[bytes, bytes]) -> Document:
+def _seen(profile: StoredProfile) -> Document:
+    first, last = profile.first_seen_ms, profile.last_seen_ms
     return {
-        "firstSeen": format_iso_ms(int(meta[b"first_seen"])),
-        "lastSeen": format_iso_ms(int(meta[b"last_seen"])),
+        "firstSeen": format_iso_ms(first) if first is not None else None,
+        "lastSeen": format_iso_ms(last) if last is not None else None,
     }
 
 

@@ -179,7 +179,7 @@ class RegulationStore:
         devices = await self._devices_of(user_id, profile)
         erased.scanned = not profile.complete
         erased.devices, erased.links = await self._delete_devices(devices, spare=user_id)
-        profile_keys = (*self._keys.user(user_id), self._keys.user_devices(user_id))
+        profile_keys = (self._keys.user(user_id), *self._keys.user_format1(user_id))
         erased.profiles = int(bool(await self._client.delete(*profile_keys)))
         return erased
 
@@ -205,32 +205,27 @@ class RegulationStore:
             for key, state in devices.items():
                 pipe.delete(self._keys.device(key))
                 if state.uid and state.uid != spare:
-                    aids_key = self._keys.user(state.uid)[2]
-                    pipe.zrem(aids_key, *{key, *([state.aid] if state.aid else [])})
-                    pipe.zrem(self._keys.user_devices(state.uid), key)
+                    ids = {key, *([state.aid] if state.aid else [])}
+                    pipe.hdel(self._keys.user(state.uid), *(f"a:{i}" for i in ids), f"d:{key}")
+                    _, _, aids_key, devices_key = self._keys.user_format1(state.uid)
+                    pipe.zrem(aids_key, *ids)
+                    pipe.zrem(devices_key, key)
             replies = await pipe.execute()
         at = 0
         for state in devices.values():
             deleted += int(replies[at])
             at += 1
             if state.uid and state.uid != spare:
-                links += int(replies[at]) + int(replies[at + 1])
-                at += 2
+                links += sum(int(n) for n in replies[at : at + 3])
+                at += 3
         return deleted, links
 
     async def _profile(self, user_id: str) -> _Profile:
-        _, meta_key, aids_key = self._keys.user(user_id)
-        devices_key = self._keys.user_devices(user_id)
-        async with self._client.pipeline(transaction=False) as pipe:
-            pipe.zrange(aids_key, 0, -1)
-            pipe.zrange(devices_key, 0, -1)
-            pipe.hget(meta_key, "dx")
-            pipe.exists(meta_key)
-            aids, devices, indexed, exists = await pipe.execute()
+        stored = (await self._store.load_profiles("user", [user_id])).get(user_id)
+        if stored is None:
+            return _Profile([], [], complete=True)
         return _Profile(
-            [_text(a) for a in aids],
-            [_text(d) for d in devices],
-            complete=indexed is not None or not exists,
+            list(stored.anonymous_ids), list(stored.devices), complete=stored.lists_every_device
         )
 
     async def _devices_of(self, user_id: str, profile: _Profile) -> dict[str, DeviceState]:
@@ -274,17 +269,21 @@ class RegulationStore:
         return found
 
     async def _unlink_everywhere(self, anonymous_id: str) -> int:
-        """Remove an anonymousId from every user profile listing it (a scan)."""
+        """Remove an anonymousId from every user profile listing it (a scan; profiles of
+        both formats)."""
         removed = 0
-        keys: list[Any] = []
-        async for aids_key in self._client.scan_iter(
-            match=self._keys.user_aids_pattern(), count=SCAN_CHUNK
-        ):
-            keys.append(aids_key)
+        keys: list[bytes] = []
+        async for key in self._client.scan_iter(match=self._keys.user_pattern(), count=SCAN_CHUNK):
+            key = _raw(key)
+            if key.endswith((b"}", b":aids")):
+                keys.append(key)
         for start in range(0, len(keys), SCAN_CHUNK):
             async with self._client.pipeline(transaction=False) as pipe:
-                for aids_key in keys[start : start + SCAN_CHUNK]:
-                    pipe.zrem(aids_key, anonymous_id)
+                for key in keys[start : start + SCAN_CHUNK]:
+                    if key.endswith(b"}"):  # format 2: the profile hash
+                        pipe.hdel(key, f"a:{anonymous_id}")
+                    else:
+                        pipe.zrem(key, anonymous_id)
                 removed += sum(int(n) for n in await pipe.execute())
         return removed
 

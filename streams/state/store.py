@@ -203,19 +203,49 @@ class StateStore:
         return _suppressed_reply(digests, reply)[1]
 
     async def load_user_traits(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The merged traits of each user profile (absent users are left out), one round trip."""
-        user_ids = list(dict.fromkeys(user_ids))
-        if not user_ids:
+        """The merged traits of each user profile (absent users are left out)."""
+        profiles = await self.load_profiles("user", user_ids)
+        return {user_id: dict(profile.traits) for user_id, profile in profiles.items()}
+
+    async def load_profiles(
+        self, kind: str, identifiers: Sequence[str]
+    ) -> dict[str, StoredProfile]:
+        """User (``kind`` "user") or group profiles, absent ones left out: one round trip, and
+        one more for those not found in format 2 (a profile in format 1 is read from its four
+        keys until a merge moves it)."""
+        identifiers = list(dict.fromkeys(identifiers))
+        if not identifiers:
             return {}
+        key, format1 = (
+            (self._keys.user, self._keys.user_format1)
+            if kind == "user"
+            else (self._keys.group, self._keys.group_format1)
+        )
         async with self._client.pipeline(transaction=False) as pipe:
-            for user_id in user_ids:
-                pipe.hgetall(self._keys.user(user_id)[0])
+            for identifier in identifiers:
+                pipe.hgetall(key(identifier))
             replies = await pipe.execute()
-        return {
-            user_id: decode_traits(reply)
-            for user_id, reply in zip(user_ids, replies, strict=True)
-            if reply
-        }
+        found: dict[str, StoredProfile] = {}
+        missing: list[str] = []
+        for identifier, fields in zip(identifiers, replies, strict=True):
+            if fields:
+                found[identifier] = decode_profile(fields)
+            else:
+                missing.append(identifier)
+        if missing:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for identifier in missing:
+                    traits_key, meta_key, aids_key, devices_key = format1(identifier)
+                    pipe.hgetall(traits_key)
+                    pipe.hgetall(meta_key)
+                    pipe.zrange(aids_key, 0, -1, withscores=True)
+                    pipe.zrange(devices_key, 0, -1, withscores=True)
+                replies = await pipe.execute()
+            for at, identifier in enumerate(missing):
+                traits, meta, aids, devices = replies[4 * at : 4 * at + 4]
+                if traits or meta or aids or devices:
+                    found[identifier] = _format1_profile(traits, meta, aids, devices)
+        return found
 
     async def save(
         self,
@@ -231,12 +261,12 @@ class StateStore:
         calls: list[_ScriptCall] = []
         profiles: dict[int, _ScriptCall] = {}
         profile_kinds = (
-            (self._keys.user, self._keys.user_devices, users),
-            (self._keys.group, self._keys.group_devices, groups),
+            (self._keys.user, self._keys.user_format1, users),
+            (self._keys.group, self._keys.group_format1, groups),
         )
-        for keys, devices_key, merges in profile_kinds:
+        for key, format1, merges in profile_kinds:
             for identifier, merge in merges.items():
-                profile_keys = (*keys(identifier), devices_key(identifier))
+                profile_keys = (key(identifier), *format1(identifier))
                 call = profiles.get(slot := self._slot(profile_keys[0]))
                 if call is None:
                     call = profiles[slot] = _ScriptCall(
@@ -401,8 +431,69 @@ def decode_device(record: bytes) -> DeviceState:
     )
 
 
-def decode_traits(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
-    return {name.decode(): orjson.loads(value) for name, value in fields.items()}
+@dataclass(frozen=True, slots=True)
+class StoredProfile:
+    """A user or group profile as stored (SPEC "State")."""
+
+    traits: Mapping[str, Any]
+    first_seen_ms: int | None
+    last_seen_ms: int | None
+    anonymous_ids: Mapping[str, int]
+    """AnonymousIds by last seen (ms); none for a group."""
+    devices: Mapping[str, int]
+    """Device keys by last seen (ms); none for a group."""
+    lists_every_device: bool
+    """Created with its device list, never trimmed: a deletion (R39) needs no scan."""
+
+    def anonymous_ids_recent_first(self) -> list[str]:
+        """Most recent first; ties in reverse order of the id (a sorted set's reverse rank)."""
+        return [aid for aid, _ in sorted(self.anonymous_ids.items(), key=_by_seen, reverse=True)]
+
+
+def _by_seen(item: tuple[str, int]) -> tuple[int, str]:
+    return item[1], item[0]
+
+
+def decode_profile(fields: Mapping[bytes, bytes]) -> StoredProfile:
+    """A profile hash of format 2 (``merge_profiles.lua``)."""
+    traits: dict[str, Any] = {}
+    anonymous_ids: dict[str, int] = {}
+    devices: dict[str, int] = {}
+    for name, value in fields.items():
+        kind = name[:2]
+        if kind == b"t:":
+            traits[name[2:].decode()] = orjson.loads(value)
+        elif kind == b"a:":
+            anonymous_ids[name[2:].decode()] = int(value)
+        elif kind == b"d:":
+            devices[name[2:].decode()] = int(value)
+    first, last = fields.get(b"f"), fields.get(b"l")
+    return StoredProfile(
+        traits,
+        int(first) if first is not None else None,
+        int(last) if last is not None else None,
+        anonymous_ids,
+        devices,
+        lists_every_device=b"x" in fields,
+    )
+
+
+def _format1_profile(
+    traits: Mapping[bytes, bytes],
+    meta: Mapping[bytes, bytes],
+    anonymous_ids: Sequence[tuple[bytes, float]],
+    devices: Sequence[tuple[bytes, float]],
+) -> StoredProfile:
+    """A profile of format 1: four keys (``KeySpace.user_format1``)."""
+    first, last = meta.get(b"first_seen"), meta.get(b"last_seen")
+    return StoredProfile(
+        {name.decode(): orjson.loads(value) for name, value in traits.items()},
+        int(first) if first is not None else None,
+        int(last) if last is not None else None,
+        {aid.decode(): int(seen) for aid, seen in anonymous_ids},
+        {device.decode(): int(seen) for device, seen in devices},
+        lists_every_device=b"dx" in meta or not meta,
+    )
 
 
 def _merge_args(merge: ProfileMerge) -> list[Any]:

@@ -156,17 +156,51 @@ def test_r39_a_user_profile_older_than_its_device_index_is_completed_by_a_scan(
 ) -> None:
     async def body(regs: RegulationStore, store: StateStore, client: RedisClient) -> Any:
         await seed_user(store, "u1", 2)
-        # as a profile saved before the index existed: no "dx", a device it does not list
-        _, meta, aids = store.keys.user("u1")
-        await client.hdel(meta, "dx")
-        await client.zrem(store.keys.user_devices("u1"), "dev-u1-1")
-        await client.zrem(aids, "aid-u1-1")
+        # as a profile saved before the index existed: no "x", a device it does not list
+        await client.hdel(store.keys.user("u1"), "x", "d:dev-u1-1", "a:aid-u1-1")
         erased = await regs.erase(Regulation("r1", "delete", user_ids=("u1",)))
         return erased, await app_contents(client, store)
 
     erased, after = with_regulations(redis_url, body)
     assert erased.scanned and erased.devices == 2
     assert "u1" not in after
+
+
+def test_r39_profiles_still_in_format_1_are_erased_and_unlinked(redis_url: str) -> None:
+    """Profiles saved before issue 21 (four keys, not yet moved by a merge): erasing their
+    user deletes all four, erasing an anonymousId or a device removes its links from them."""
+
+    async def body(regs: RegulationStore, store: StateStore, client: RedisClient) -> Any:
+        for user in ("u1", "u2"):
+            await seed_user(store, user, 3)
+            profile = (await store.load_profiles("user", [user]))[user]
+            traits_key, meta_key, aids_key, devices_key = store.keys.user_format1(user)
+            await client.delete(store.keys.user(user))
+            await client.hset(traits_key, mapping={"email": f'"{user}@x"'})
+            await client.hset(meta_key, mapping={"first_seen": "1000", "last_seen": "1002"})
+            await client.zadd(aids_key, dict(profile.anonymous_ids))
+            await client.zadd(devices_key, dict(profile.devices))
+        before = await app_contents(client, store)
+        erased = await regs.erase(
+            Regulation(
+                "r1",
+                "delete",
+                user_ids=("u1",),
+                anonymous_ids=("aid-u2-0",),
+                devices=("dev-u2-1",),
+            )
+        )
+        profile = (await store.load_profiles("user", ["u2"]))["u2"]
+        return before, erased, await app_contents(client, store), profile
+
+    before, erased, after, u2 = with_regulations(redis_url, body)
+    assert ":aids" in before and "u1" in before
+    # no "dx": the profile may not list every device, so the erasure also scanned
+    assert erased.profiles == 1 and erased.scanned
+    assert "u1" not in after
+    # the erased device's own anonymousId goes with it (as in format 2)
+    assert u2.anonymous_ids == {"aid-u2-2": 1002}
+    assert u2.devices == {"dev-u2-0": 1000, "dev-u2-2": 1002}
 
 
 def test_r39_erasing_a_device_or_an_anonymous_id_removes_its_links_in_the_profile(
@@ -177,17 +211,17 @@ def test_r39_erasing_a_device_or_an_anonymous_id_removes_its_links_in_the_profil
         await regs.erase(
             Regulation("r1", "delete", anonymous_ids=("aid-u1-0",), devices=("dev-u1-1",))
         )
-        _, _, aids = store.keys.user("u1")
+        profile = (await store.load_profiles("user", ["u1"]))["u1"]
         return (
-            await client.zrange(aids, 0, -1),
-            await client.zrange(store.keys.user_devices("u1"), 0, -1),
+            sorted(profile.anonymous_ids),
+            sorted(profile.devices),
             set(await store.load_devices(["dev-u1-0", "dev-u1-1", "dev-u1-2"])),
         )
 
     aids, devices, left = with_regulations(redis_url, body)
     # the anonymousId's link goes by a scan of the profiles (its device is keyed otherwise)
-    assert aids == [b"aid-u1-2"]
-    assert devices == [b"dev-u1-0", b"dev-u1-2"]
+    assert aids == ["aid-u1-2"]
+    assert devices == ["dev-u1-0", "dev-u1-2"]
     assert left == {"dev-u1-0", "dev-u1-2"}
 
 

@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 
-import orjson
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection
 from redis.crc import key_slot
@@ -20,7 +19,7 @@ from enrichers.profiles import GroupProfileUpdate, coalesce_profiles
 from streams.dev.stack import StackEndpoints
 from streams.state.keys import KeySpace
 from streams.state.redis_client import RedisClient, connect
-from streams.state.store import DeviceWrite, SaveResult, StateStore
+from streams.state.store import DeviceWrite, SaveResult, StateStore, StoredProfile
 
 T = TypeVar("T")
 
@@ -179,19 +178,90 @@ def test_user_profile_merges_traits_and_remembers_anonymous_ids(redis_url: str) 
         ):
             users, groups = coalesce_profiles(updates, [])
             await store.save([], {}, users, groups)
-        traits_key, meta_key, aids_key = store.keys.user("u")
-        traits = {
-            k.decode(): orjson.loads(v) for k, v in (await client.hgetall(traits_key)).items()
-        }
-        meta = await client.hgetall(meta_key)
-        aids = await client.zrevrange(aids_key, 0, -1)
-        return traits, meta, aids
+        return (await store.load_profiles("user", ["u"]))["u"], await client.hgetall(
+            store.keys.user("u")
+        )
 
-    traits, meta, aids = with_store(redis_url, body)
-    assert traits == {"plan": "pro", "age": 3}
-    # "dx": created with its device index, so a deletion (R39) needs no scan
-    assert meta == {b"first_seen": b"50", b"last_seen": b"300", b"dx": b"1"}
-    assert aids == [b"a2", b"a1"]  # most recent first
+    profile, stored = with_store(redis_url, body)
+    assert profile == StoredProfile(
+        {"plan": "pro", "age": 3},
+        first_seen_ms=50,
+        last_seen_ms=300,
+        anonymous_ids={"a1": 100, "a2": 300},
+        devices={"d1": 100},
+        # created with its device index, so a deletion (R39) needs no scan
+        lists_every_device=True,
+    )
+    assert profile.anonymous_ids_recent_first() == ["a2", "a1"]
+    # issue 21: one hash (format 2), its fields named as merge_profiles.lua documents
+    assert stored == {
+        b"t:plan": b'"pro"',
+        b"t:age": b"3",
+        b"f": b"50",
+        b"l": b"300",
+        b"a:a1": b"100",
+        b"a:a2": b"300",
+        b"d:d1": b"100",
+        b"x": b"1",
+    }
+
+
+def test_a_profile_in_format_1_is_read_and_moved_into_one_hash_by_its_next_merge(
+    redis_url: str,
+) -> None:
+    """Profiles saved before issue 21 (four keys) are still read, and the next merge moves them
+    into the hash of format 2 (merged as they would have been) and deletes the four keys."""
+
+    async def body(store: StateStore, client: RedisClient) -> tuple[Any, ...]:
+        traits_key, meta_key, aids_key, devices_key = store.keys.user_format1("u")
+        await client.hset(traits_key, mapping={"plan": '"free"', "age": "3"})
+        await client.hset(meta_key, mapping={"first_seen": "100", "last_seen": "200", "dx": "1"})
+        await client.zadd(aids_key, {"a1": 100, "a0": 150})
+        await client.zadd(devices_key, {"d1": 150})
+        before = (await store.load_profiles("user", ["u"]))["u"]
+        users, groups = coalesce_profiles(
+            [UserProfileUpdate("u", "a2", 300, {"plan": "pro"}, "d2")], []
+        )
+        await store.save([], {}, users, groups)
+        after = (await store.load_profiles("user", ["u"]))["u"]
+        left = await client.exists(traits_key, meta_key, aids_key, devices_key)
+        return before, after, left, await client.exists(store.keys.user("u"))
+
+    before, after, left, hashed = with_store(redis_url, body)
+    assert before == StoredProfile(
+        {"plan": "free", "age": 3}, 100, 200, {"a1": 100, "a0": 150}, {"d1": 150}, True
+    )
+    assert before.anonymous_ids_recent_first() == ["a0", "a1"]
+    assert after == StoredProfile(
+        {"plan": "pro", "age": 3},
+        100,
+        300,
+        {"a1": 100, "a0": 150, "a2": 300},
+        {"d1": 150, "d2": 300},
+        lists_every_device=True,
+    )
+    assert left == 0 and hashed == 1
+
+
+def test_r35_a_profile_keeps_its_most_recent_anonymous_ids_and_devices(redis_url: str) -> None:
+    async def body(store: StateStore, client: RedisClient) -> tuple[Any, ...]:
+        bounded = StateStore(client, store.keys, 86_400_000, profile_max_ids=3)
+        await bounded.load_scripts()
+        updates = [UserProfileUpdate("u", f"a{n}", 100 + n, None, f"d{n}") for n in range(5)]
+        # an older sighting of a kept id does not move it back
+        updates.append(UserProfileUpdate("u", "a4", 1, None, "d4"))
+        trimmed = 0
+        for update in updates:
+            users, groups = coalesce_profiles([update], [])
+            trimmed += (await bounded.save([], {}, users, groups)).trimmed_ids
+        return trimmed, (await store.load_profiles("user", ["u"]))["u"]
+
+    trimmed, profile = with_store(redis_url, body)
+    assert trimmed == 2
+    assert profile.anonymous_ids == {"a2": 102, "a3": 103, "a4": 104}
+    assert profile.devices == {"d2": 102, "d3": 103, "d4": 104}
+    # a trimmed device list no longer names every device: a deletion scans (R39)
+    assert not profile.lists_every_device
 
 
 def test_keys_of_one_profile_share_a_cluster_slot() -> None:
@@ -199,7 +269,8 @@ def test_keys_of_one_profile_share_a_cluster_slot() -> None:
 
     keys = KeySpace("app")
     for user_id in ("u1", "we{ird}", "a}b", ""):
-        assert len({key_slot(k.encode()) for k in keys.user(user_id)}) == 1
+        profile = [keys.user(user_id), *keys.user_format1(user_id)]
+        assert len({key_slot(k.encode()) for k in profile}) == 1
 
 
 def test_r34_a_device_saved_by_another_worker_since_it_was_loaded_is_not_overwritten(
@@ -290,19 +361,18 @@ def test_a_linked_update_moves_last_seen_only_and_a_profile_without_devices_has_
         for updates in (first, again, [UserProfileUpdate("v", "a9", 7, None, "d9", linked=True)]):
             users, groups = coalesce_profiles(updates, [])
             await store.save([], {}, users, groups)
-        _, meta_key, aids_key = store.keys.user("u")
-        devices_key = store.keys.user_devices("u")
-        return (
-            await client.hgetall(meta_key),
-            await client.zrange(aids_key, 0, -1, withscores=True),
-            await client.zrange(devices_key, 0, -1, withscores=True),
-            await client.hgetall(store.keys.user("v")[1]),
-        )
+        profiles = await store.load_profiles("user", ["u", "v"])
+        return profiles["u"], profiles["v"]
 
-    meta, aids, devices, other = with_store(redis_url, body)
-    assert meta == {b"first_seen": b"100", b"last_seen": b"500", b"dx": b"1"}
-    assert aids == [(b"a1", 100.0)] and devices == [(b"d1", 100.0)]
-    assert other == {b"first_seen": b"7", b"last_seen": b"7"}
+    linked, other = with_store(redis_url, body)
+    assert (linked.first_seen_ms, linked.last_seen_ms, linked.lists_every_device) == (
+        100,
+        500,
+        True,
+    )
+    assert linked.anonymous_ids == {"a1": 100} and linked.devices == {"d1": 100}
+    assert (other.first_seen_ms, other.last_seen_ms) == (7, 7)
+    assert not other.lists_every_device and not other.devices
 
 
 def test_profile_merges_carry_any_value_exactly(redis_url: str) -> None:
@@ -322,16 +392,12 @@ def test_profile_merges_carry_any_value_exactly(redis_url: str) -> None:
         update = UserProfileUpdate("u é", aid, seen, traits, "device ü")
         users, groups = coalesce_profiles([update], [])
         await store.save([], {}, users, groups)
-        _, meta_key, aids_key = store.keys.user("u é")
         return (
             await store.load_user_traits(["u é"]),
-            await client.hgetall(meta_key),
-            await client.zrange(aids_key, 0, -1, withscores=True),
-            await client.zrange(store.keys.user_devices("u é"), 0, -1),
+            (await store.load_profiles("user", ["u é"]))["u é"],
         )
 
-    loaded, meta, aids, devices = with_store(redis_url, body)
+    loaded, profile = with_store(redis_url, body)
     assert loaded == {"u é": traits}
-    assert meta[b"first_seen"] == meta[b"last_seen"] == str(seen).encode()
-    assert aids == [(aid.encode(), float(seen))]
-    assert devices == ["device ü".encode()]
+    assert profile.first_seen_ms == profile.last_seen_ms == seen
+    assert profile.anonymous_ids == {aid: seen} and profile.devices == {"device ü": seen}

@@ -13,6 +13,7 @@ round trip per node."""
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from typing import Any, Final, TypeAlias
 from urllib.parse import unquote, urlsplit
 
@@ -46,13 +47,57 @@ def cluster_seeds(url: str) -> list[tuple[str, int]]:
     return seeds
 
 
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # redis-py's own packer then (the hiredis extra not installed)
+    _hiredis_pack = None
+
+PACKED_BY_HIREDIS: Final = frozenset({"EVALSHA", "MGET"})
+"""The batch path's commands (issue 21): thousands of arguments per batch, all ``str``, ``bytes``
+or ``int`` built by the store."""
+
+
+class _HiredisPacking:
+    """Connection mixin: the batch path's commands packed by hiredis in one C call. redis-py
+    passes each argument through its ``Encoder`` in Python first (0.48 against 0.09 µs per
+    argument measured here); for ``str``, ``bytes`` and ``int`` the bytes sent are the same
+    (tested). Other commands, and any argument hiredis does not take, go through redis-py."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if _hiredis_pack is not None and args[0] in PACKED_BY_HIREDIS:
+            try:
+                return [_hiredis_pack(args)]
+            except TypeError:
+                pass
+        packed: list[bytes] = super().pack_command(*args)  # type: ignore[misc]
+        return packed
+
+
+_PACKING: dict[type[Any], type[Any]] = {}
+
+
+def hiredis_packing(connection_class: type[Any]) -> type[Any]:
+    """``connection_class`` (plain, TLS or Unix socket) with :class:`_HiredisPacking`."""
+    if issubclass(connection_class, _HiredisPacking):
+        return connection_class
+    packing = _PACKING.get(connection_class)
+    if packing is None:
+        name = connection_class.__name__
+        packing = _PACKING[connection_class] = type(name, (_HiredisPacking, connection_class), {})
+    return packing
+
+
 def connect(url: str, **options: Any) -> RedisClient:
     """A client for ``url`` (not connected yet: the first command connects). ``options`` go
     to every connection (e.g. ``socket_timeout``)."""
     options.setdefault("socket_timeout", SOCKET_TIMEOUT)
     options.setdefault("socket_connect_timeout", SOCKET_TIMEOUT)
     if not is_cluster_url(url):
-        return aioredis.from_url(url, **options)
+        client = aioredis.from_url(url, **options)
+        pool = client.connection_pool
+        pool.connection_class = hiredis_packing(pool.connection_class)
+        return client
     parts = urlsplit(url)
     userinfo = parts.netloc.rpartition("@")[0]
     if userinfo:
@@ -65,7 +110,13 @@ def connect(url: str, **options: Any) -> RedisClient:
     if parts.scheme.lower() == "rediss+cluster":
         options.setdefault("ssl", True)
     nodes = [ClusterNode(host, port) for host, port in cluster_seeds(url)]
-    return RedisCluster(startup_nodes=nodes, **options)
+    cluster = RedisCluster(startup_nodes=nodes, **options)
+    # the seeds' connections, and those of the nodes discovered later
+    for node in cluster.startup_nodes:
+        node.connection_class = hiredis_packing(node.connection_class)
+    kwargs = cluster.connection_kwargs
+    kwargs["connection_class"] = hiredis_packing(kwargs["connection_class"])
+    return cluster
 
 
 def connect_to(settings: Settings) -> RedisClient:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import (
     ClusterDownError,
+    DataError,
     MasterDownError,
     RedisClusterException,
     ResponseError,
@@ -18,7 +20,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from streams.dev.cluster import DevCluster
 from streams.dev.stack import DevStack
 from streams.settings import Settings
-from streams.state.redis_client import cluster_answers, cluster_seeds, connect, is_cluster
+from streams.state.redis_client import (
+    PACKED_BY_HIREDIS,
+    cluster_answers,
+    cluster_seeds,
+    connect,
+    hiredis_packing,
+    is_cluster,
+)
 from streams.worker.retry import is_transient
 
 
@@ -42,7 +51,7 @@ def test_credentials_in_a_cluster_url_reach_the_connections() -> None:
     assert isinstance(client, RedisCluster)
     kwargs = client.connection_kwargs
     assert (kwargs["username"], kwargs["password"]) == ("alice", "s@cret")
-    assert kwargs["connection_class"].__name__ == "SSLConnection"
+    assert issubclass(kwargs["connection_class"], SSLConnection)
 
 
 def test_the_client_follows_the_url(redis_url: str) -> None:
@@ -56,6 +65,65 @@ def test_the_client_follows_the_url(redis_url: str) -> None:
     cluster, pong = asyncio.run(roundtrip())
     assert cluster == redis_url.startswith("redis+cluster://")
     assert pong is True
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("redis://127.0.0.1:6379/0", Connection),
+        ("rediss://127.0.0.1:6379/0", SSLConnection),
+        ("unix:///run/redis.sock", UnixDomainSocketConnection),
+    ],
+)
+def test_the_batch_path_commands_are_packed_by_hiredis_on_every_kind_of_connection(
+    url: str, kind: type[Connection]
+) -> None:
+    pool = connect(url).connection_pool
+    assert issubclass(pool.connection_class, kind)
+    assert pool.connection_class is hiredis_packing(kind)
+
+
+class RefusingEncoder:
+    def encode(self, value: object) -> bytes:
+        raise AssertionError("encoded by redis-py")
+
+
+def test_packing_by_hiredis_sends_the_bytes_redis_py_sends() -> None:
+    """Issue 21: EVALSHA and MGET go through hiredis in one call; the bytes are redis-py's."""
+    fast, plain = hiredis_packing(Connection)(), Connection()
+    record = b"~=1;raw/0=5\n" + bytes(range(256)) * 30  # past redis-py's 6,000-byte chunks
+    commands = [
+        ("EVALSHA", "ab" * 20, 2, "app:device:{é 😀}", "app:device:{}", 7, record, b"", -3),
+        ("MGET", *(f"app:device:{{d{n}}}" for n in range(3000))),
+        ("SCRIPT LOAD", "return 1"),  # not one of them: redis-py splits the name
+        ("HSET", "k", "f", 1.5),
+    ]
+    for command in commands:
+        assert b"".join(fast.pack_command(*command)) == b"".join(plain.pack_command(*command))
+    assert b"".join(fast.pack_commands(commands)) == b"".join(plain.pack_commands(commands))
+    assert {name for name, *_ in commands} & PACKED_BY_HIREDIS == {"EVALSHA", "MGET"}
+    for packer in (fast, plain):  # what redis-py refuses is refused as before
+        with pytest.raises(DataError):
+            packer.pack_command("MGET", None)
+    # and hiredis packed them: redis-py's encoder never saw an argument
+    fast.encoder = plain.encoder = RefusingEncoder()
+    fast._command_packer = plain._command_packer = None  # redis-py's packer: its encoder
+    fast.pack_commands(commands[:2])
+    with pytest.raises(AssertionError, match="encoded by redis-py"):
+        plain.pack_commands(commands[:2])
+
+
+def test_a_cluster_client_packs_by_hiredis_on_every_node(redis_cluster: str) -> None:
+    async def classes() -> set[type[object]]:
+        client = connect(redis_cluster)
+        try:
+            await client.ping()
+            assert isinstance(client, RedisCluster)
+            return {node.connection_class for node in client.get_nodes()}
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(classes()) == {hiredis_packing(Connection)}
 
 
 def test_a_cluster_failover_is_waited_out_not_a_crash() -> None:

@@ -1,6 +1,6 @@
 """User and group profiles (SPEC "State"): what one message contributes to them, and the one
 definition of how contributions merge. The shell applies merges to Redis atomically
-(``streams/state/lua/merge_profiles.lua`` applies exactly :meth:`ProfileMerge.add`'s result);
+(``streams/state/lua/profiles.lua`` applies exactly :meth:`ProfileMerge.add`'s result);
 merges are idempotent (traits shallow, later values win; first/last seen are min/max;
 anonymousIds by last seen)."""
 

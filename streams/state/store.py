@@ -6,7 +6,7 @@ A device record is one string: ``~=<version>;#=2;<stream>=<offset>;...`` (its ve
 format, and the last offset applied from each source partition: the fence of SPEC R34), a
 newline, the state JSON, a newline and the packed fields (:func:`encode_device`). Loading is MGET;
 saving is ``save_devices.lua``, which refuses a record whose stored fence is at or beyond the
-batch's offsets; profiles are merged by ``merge_profiles.lua``.
+batch's offsets; profiles are merged and read by ``profiles.lua``.
 
 Every script call and every MGET touches keys of one hash slot only (keys.py puts a device's
 record, and each profile's keys, under one hash tag). On a single Redis the whole batch is one
@@ -19,7 +19,7 @@ import random
 import re
 import struct
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Final, TypeVar, cast
@@ -42,7 +42,7 @@ recent history from finding records already reclaimed."""
 
 T = TypeVar("T")
 
-_SCRIPTS: Final = ("save_devices.lua", "merge_profiles.lua", "check_suppressed.lua")
+_SCRIPTS: Final = ("save_devices.lua", "profiles.lua", "check_suppressed.lua")
 
 
 def _script(name: str) -> str:
@@ -210,42 +210,30 @@ class StateStore:
     async def load_profiles(
         self, kind: str, identifiers: Sequence[str]
     ) -> dict[str, StoredProfile]:
-        """User (``kind`` "user") or group profiles, absent ones left out: one round trip, and
-        one more for those not found in format 2 (a profile in format 1 is read from its four
-        keys until a merge moves it)."""
-        identifiers = list(dict.fromkeys(identifiers))
-        if not identifiers:
-            return {}
+        """User (``kind`` "user") or group profiles, absent ones left out: one round trip
+        (``profiles.lua`` reads a profile still in format 1 from its four keys)."""
         key, format1 = (
             (self._keys.user, self._keys.user_format1)
             if kind == "user"
             else (self._keys.group, self._keys.group_format1)
         )
-        async with self._client.pipeline(transaction=False) as pipe:
-            for identifier in identifiers:
-                pipe.hgetall(key(identifier))
-            replies = await pipe.execute()
-        found: dict[str, StoredProfile] = {}
-        missing: list[str] = []
-        for identifier, fields in zip(identifiers, replies, strict=True):
-            if fields:
-                found[identifier] = decode_profile(fields)
-            else:
-                missing.append(identifier)
-        if missing:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for identifier in missing:
-                    traits_key, meta_key, aids_key, devices_key = format1(identifier)
-                    pipe.hgetall(traits_key)
-                    pipe.hgetall(meta_key)
-                    pipe.zrange(aids_key, 0, -1, withscores=True)
-                    pipe.zrange(devices_key, 0, -1, withscores=True)
-                replies = await pipe.execute()
-            for at, identifier in enumerate(missing):
-                traits, meta, aids, devices = replies[4 * at : 4 * at + 4]
-                if traits or meta or aids or devices:
-                    found[identifier] = _format1_profile(traits, meta, aids, devices)
-        return found
+        calls: dict[int, _ScriptCall] = {}
+        for identifier in dict.fromkeys(identifiers):
+            keys = (key(identifier), *format1(identifier))
+            call = calls.get(slot := self._slot(keys[0]))
+            if call is None:
+                call = calls[slot] = _ScriptCall("profiles.lua", ["read"])
+            call.keys += keys
+            call.devices.append(identifier)
+        if not calls:
+            return {}
+        replies = await self._scripted(lambda: self._run_calls(calls.values()))
+        return {
+            identifier: decode_profile(dict(zip(fields[::2], fields[1::2], strict=True)))
+            for call, profiles in zip(calls.values(), replies, strict=True)
+            for identifier, fields in zip(call.devices, profiles, strict=True)
+            if fields
+        }
 
     async def save(
         self,
@@ -270,7 +258,7 @@ class StateStore:
                 call = profiles.get(slot := self._slot(profile_keys[0]))
                 if call is None:
                     call = profiles[slot] = _ScriptCall(
-                        "merge_profiles.lua", [self._profile_max_ids]
+                        "profiles.lua", ["merge", self._profile_max_ids]
                     )
                 call.keys += profile_keys
                 call.args += _merge_args(merge)
@@ -292,20 +280,25 @@ class StateStore:
             return SaveResult()
         return await self._scripted(lambda: self._run_scripts(calls))
 
-    async def _run_scripts(self, calls: Sequence[_ScriptCall]) -> SaveResult:
+    async def _run_calls(self, calls: Iterable[_ScriptCall]) -> list[Any]:
+        """The script calls in one pipeline: their replies, in order."""
         async with self._client.pipeline(transaction=False) as pipe:
             for call in calls:
                 pipe.execute_command(
                     "EVALSHA", self._shas[call.script], len(call.keys), *call.keys, *call.args
                 )
-            replies = await pipe.execute()
+            replies: list[Any] = await pipe.execute()
+            return replies
+
+    async def _run_scripts(self, calls: Sequence[_ScriptCall]) -> SaveResult:
+        replies = await self._run_calls(calls)
         refused = trimmed = 0
         conflicts: set[str] = set()
         for call, reply in zip(calls, replies, strict=True):
             if call.devices:  # save_devices.lua: {refused, conflicting key indexes (1-based)}
                 refused += int(reply[0])
                 conflicts.update(call.devices[int(index) - 1] for index in reply[1:])
-            else:  # merge_profiles.lua: anonymousIds dropped by the bound
+            else:  # profiles.lua's merge: anonymousIds dropped by the bound
                 trimmed += int(reply)
         return SaveResult(refused, frozenset(conflicts), trimmed)
 
@@ -318,7 +311,8 @@ class _ScriptCall:
     args: list[Any]
     keys: list[str] = field(default_factory=list)
     devices: list[str] = field(default_factory=list)
-    """The device keys of a save_devices.lua call, in order."""
+    """The device keys of a save_devices.lua call, or the ids of a profiles.lua read, in
+    order."""
 
 
 def _suppressed_reply(
@@ -455,7 +449,7 @@ def _by_seen(item: tuple[str, int]) -> tuple[int, str]:
 
 
 def decode_profile(fields: Mapping[bytes, bytes]) -> StoredProfile:
-    """A profile hash of format 2 (``merge_profiles.lua``)."""
+    """A profile hash of format 2 (``profiles.lua``)."""
     traits: dict[str, Any] = {}
     anonymous_ids: dict[str, int] = {}
     devices: dict[str, int] = {}
@@ -478,26 +472,8 @@ def decode_profile(fields: Mapping[bytes, bytes]) -> StoredProfile:
     )
 
 
-def _format1_profile(
-    traits: Mapping[bytes, bytes],
-    meta: Mapping[bytes, bytes],
-    anonymous_ids: Sequence[tuple[bytes, float]],
-    devices: Sequence[tuple[bytes, float]],
-) -> StoredProfile:
-    """A profile of format 1: four keys (``KeySpace.user_format1``)."""
-    first, last = meta.get(b"first_seen"), meta.get(b"last_seen")
-    return StoredProfile(
-        {name.decode(): orjson.loads(value) for name, value in traits.items()},
-        int(first) if first is not None else None,
-        int(last) if last is not None else None,
-        {aid.decode(): int(seen) for aid, seen in anonymous_ids},
-        {device.decode(): int(seen) for device, seen in devices},
-        lists_every_device=b"dx" in meta or not meta,
-    )
-
-
 def _merge_args(merge: ProfileMerge) -> list[Any]:
-    """A profile merge as ``merge_profiles.lua`` reads it: one JSON argument."""
+    """A profile merge as ``profiles.lua`` reads it: one JSON argument."""
     anonymous_ids: list[str] = []
     for anonymous_id, seen in merge.anonymous_ids.items():
         anonymous_ids += [str(seen), anonymous_id]

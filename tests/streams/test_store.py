@@ -193,7 +193,7 @@ def test_user_profile_merges_traits_and_remembers_anonymous_ids(redis_url: str) 
         lists_every_device=True,
     )
     assert profile.anonymous_ids_recent_first() == ["a2", "a1"]
-    # issue 21: one hash (format 2), its fields named as merge_profiles.lua documents
+    # issue 21: one hash (format 2), its fields named as profiles.lua documents
     assert stored == {
         b"t:plan": b'"pro"',
         b"t:age": b"3",

@@ -1,15 +1,19 @@
--- Merge a batch's updates into user or group profiles (SPEC "State"). Idempotent: traits
--- merge shallowly (later values win), first/last seen are min/max, anonymousIds and device
--- keys are kept by last seen, the most recent kept (R35). Returns how many anonymousIds were
--- dropped.
+-- User and group profiles (SPEC "State"): ARGV[1] says what to do, "merge" or "read".
 -- A profile is one hash (format 2, keys.py): "t:<name>" JSON trait values, "f" and "l" first
 -- and last seen (ms), "a:<anonymousId>" and "d:<device key>" last seen (ms), "x" while it
 -- lists every device (R39). One key, not four: a key costs Redis about 100 bytes before any
 -- content, and a small hash is one packed list (issue 21).
 -- KEYS: per profile, its hash, then its four keys of format 1 (traits hash, meta hash,
--- anonymousIds and devices sorted sets): a profile still in format 1 is moved into the hash
--- by its first merge, and those keys deleted.
--- ARGV[1]: most anonymousIds (and device keys) kept; then one argument per profile, in
+-- anonymousIds and devices sorted sets): a profile still in format 1 is read from them, and
+-- moved into the hash by its first merge (those keys deleted).
+--
+-- "read": returns, per profile, its fields and values as one flat list (format 2 names, from
+-- either format; empty when there is no such profile).
+--
+-- "merge": a batch's updates merged. Idempotent: traits merge shallowly (later values win),
+-- first/last seen are min/max, anonymousIds and device keys are kept by last seen, the most
+-- recent kept (R35). Returns how many anonymousIds were dropped.
+-- ARGV[2]: most anonymousIds (and device keys) kept; then one argument per profile, in
 -- order: the JSON array [first seen ms, last seen ms, [seen ms, anonymousId, ...], [seen ms,
 -- device key, ...], [name, JSON value, ...]], every element a string (one argument to send
 -- per profile; numbers as strings stay exact).
@@ -17,8 +21,6 @@
 -- deletion needs no scan for devices beyond the list (unless it was trimmed). An update of a
 -- device already linked today carries no anonymousId nor device: then only last seen (and
 -- traits) are written.
-local keep = tonumber(ARGV[1])
-local trimmed = 0
 local KEYS_PER_PROFILE = 5
 
 local function hset_all(key, fields)
@@ -27,12 +29,12 @@ local function hset_all(key, fields)
   end
 end
 
--- Format 1 -> 2: the four keys' contents as fields of the hash; false when there were none.
-local function upgrade(profile, traits_key, meta_key, aids_key, devices_key)
-  if redis.call('EXISTS', traits_key, meta_key, aids_key, devices_key) == 0 then
-    return false
-  end
+-- A profile of format 1 as the fields of format 2 (none when it has no keys).
+local function format1_fields(traits_key, meta_key, aids_key, devices_key)
   local fields = {}
+  if redis.call('EXISTS', traits_key, meta_key, aids_key, devices_key) == 0 then
+    return fields
+  end
   local traits = redis.call('HGETALL', traits_key)
   for i = 1, #traits, 2 do
     fields[#fields + 1] = 't:' .. traits[i]
@@ -53,9 +55,31 @@ local function upgrade(profile, traits_key, meta_key, aids_key, devices_key)
       fields[#fields + 1] = string.format('%.0f', tonumber(members[i + 1]))
     end
   end
-  if #fields > 0 then
-    hset_all(profile, fields)
+  return fields
+end
+
+if ARGV[1] == 'read' then
+  local profiles = {}
+  for p = 1, #KEYS, KEYS_PER_PROFILE do
+    local fields = redis.call('HGETALL', KEYS[p])
+    if #fields == 0 then
+      fields = format1_fields(KEYS[p + 1], KEYS[p + 2], KEYS[p + 3], KEYS[p + 4])
+    end
+    profiles[#profiles + 1] = fields
   end
+  return profiles
+end
+
+local keep = tonumber(ARGV[2])
+local trimmed = 0
+
+-- Format 1 -> 2: the four keys' contents as fields of the hash; false when there were none.
+local function upgrade(profile, traits_key, meta_key, aids_key, devices_key)
+  local fields = format1_fields(traits_key, meta_key, aids_key, devices_key)
+  if #fields == 0 then
+    return false
+  end
+  hset_all(profile, fields)
   redis.call('DEL', traits_key, meta_key, aids_key, devices_key)
   return true
 end
@@ -94,7 +118,7 @@ end
 
 for p = 1, #KEYS, KEYS_PER_PROFILE do
   local profile = KEYS[p]
-  local merge = cjson.decode(ARGV[2 + (p - 1) / KEYS_PER_PROFILE])
+  local merge = cjson.decode(ARGV[3 + (p - 1) / KEYS_PER_PROFILE])
   local first, last = tonumber(merge[1]), tonumber(merge[2])
   local seen = redis.call('HMGET', profile, 'f', 'l')
   if not seen[1] and upgrade(profile, KEYS[p + 1], KEYS[p + 2], KEYS[p + 3], KEYS[p + 4]) then

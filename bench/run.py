@@ -47,6 +47,18 @@ SCALING_PARTITIONS = 16
 SCALING_WORKERS = (1, 2, 4)
 SCALING_RUNS = int(os.environ.get("BENCH_SCALING_RUNS", "2"))
 PARTS = os.environ.get("BENCH_PARTS", "all")
+PROFILES = os.environ.get("BENCH_PROFILES", "")
+"""A directory: ``py-spy record --native`` samples each enricher worker and writes its stacks
+there (raw, for flame graphs). The rates are then not comparable."""
+PYSPY = [
+    str(Path(sys.executable).parent / "py-spy"),
+    "record",
+    "--native",
+    "-r",
+    "200",
+    "-f",
+    "raw",
+]
 BROKER = os.environ.get("BENCH_BROKER", "tansu")
 """The broker the bench starts: tansu (embedded, the default) or kafka (Apache Kafka)."""
 POLICIES = {
@@ -317,6 +329,14 @@ class Bench:
             argv = [sys.executable, "-m", "streams.cli", "console"]
             attached = self.start(f"{name}-console", argv, env)
             wait_ready(attached[1], attached[0], "Console ready", 60)
+        profilers = [
+            subprocess.Popen(
+                [*PYSPY, "--pid", str(process.pid), "-o", f"{PROFILES}/{name}-{n}.raw"],
+                stdout=subprocess.DEVNULL,
+            )
+            for n, (process, _) in enumerate(started)
+            if PROFILES and not name.startswith(("plain", "naive"))
+        ]
         calls_before = self.command_calls()
         sampler = CpuSampler([process.pid for process, _ in started])
         sampler.start()
@@ -342,6 +362,8 @@ class Bench:
             extra["console"]["peak_rss_mb"] = round(peak_rss_mb(attached[0].pid), 1)
             started.append(attached)
         stop_processes(started)
+        for profiler in profilers:  # py-spy writes its file once the worker exited
+            profiler.wait(60)
         stamps = [ts for ts, _ in records]
         seconds = (max(stamps) - min(stamps)) / 1000 or 0.001
         # over the raw events, as the rate counts them

@@ -19,6 +19,7 @@ from faust.auth import SASLCredentials, SSLCredentials
 from faust.types.auth import CredentialsT as Credentials
 
 from streams.settings import Settings
+from streams.worker.partitioning import KeyPartitioner
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 """A produce request carries several record batches, each within the record limit."""
@@ -67,7 +68,8 @@ def faust_credentials(settings: Settings) -> Credentials | None:
 
 
 def new_producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
-    """A producer acknowledged by every in-sync replica (``acks=all``) unless told otherwise."""
+    """A producer acknowledged by every in-sync replica (``acks=all``) unless told otherwise,
+    partitioning keyed records as Kafka's default partitioner does."""
     compression = settings.output_compression
     return AIOKafkaProducer(
         **connection_options(settings),
@@ -76,6 +78,7 @@ def new_producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
             "compression_type": None if compression == "none" else compression,
             "max_batch_size": min(settings.max_record_bytes, 1024 * 1024),
             "max_request_size": max(MAX_REQUEST_BYTES, settings.max_record_bytes),
+            "partitioner": KeyPartitioner(),
             **options,
         },
     )

@@ -11,11 +11,18 @@ from streams.worker.app import create_app
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run until stopped (SIGTERM or Ctrl-C); exits the process as Faust workers do."""
-    app = create_app(settings)
+    build_worker(settings, loglevel).execute_from_commandline()
+
+
+def build_worker(settings: Settings, loglevel: str = "info") -> faust.Worker:
     worker = faust.Worker(
-        app,
+        create_app(settings),
         loglevel=loglevel,
         quiet=True,
         logging_config=logging_config(settings.log_format, loglevel),
     )
-    worker.execute_from_commandline()
+    # No start-up spinner: at warning and above, Faust spins it on every log record and so
+    # sets the root logger to DEBUG, and every debug record of aiokafka (several per
+    # request) was made and handled (issue 21: 2-3 % of the worker's CPU at --loglevel warning)
+    worker.spinner = None
+    return worker

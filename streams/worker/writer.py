@@ -13,10 +13,9 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
 from streams.settings import Settings
 from streams.worker.clients import new_producer
+from streams.worker.partitioning import partition_for
 from streams.worker.records import OutRecord
 from streams.worker.topic_ids import topic_ids
 
@@ -46,7 +45,7 @@ class BatchWriter:
             else:
                 slot = (record.key, count)
                 if slot not in partition_of:
-                    partition_of[slot] = (murmur2(record.key) & 0x7FFFFFFF) % count
+                    partition_of[slot] = partition_for(record.key, count)
                 partition = partition_of[slot]
             groups.setdefault((record.topic, partition), []).append(record)
         pending: list[Any] = []

@@ -121,13 +121,18 @@ for p = 1, #KEYS, KEYS_PER_PROFILE do
   local merge = cjson.decode(ARGV[3 + (p - 1) / KEYS_PER_PROFILE])
   local first, last = tonumber(merge[1]), tonumber(merge[2])
   local seen = redis.call('HMGET', profile, 'f', 'l')
-  if not seen[1] and upgrade(profile, KEYS[p + 1], KEYS[p + 2], KEYS[p + 3], KEYS[p + 4]) then
-    seen = redis.call('HMGET', profile, 'f', 'l')
+  local new = false  -- no such profile, in either format
+  if not seen[1] then
+    if redis.call('EXISTS', profile, KEYS[p + 1], KEYS[p + 2], KEYS[p + 3], KEYS[p + 4]) == 0 then
+      new = true
+    elseif upgrade(profile, KEYS[p + 1], KEYS[p + 2], KEYS[p + 3], KEYS[p + 4]) then
+      seen = redis.call('HMGET', profile, 'f', 'l')
+    end
   end
   local stored_first = tonumber(seen[1] or '')
   local stored_last = tonumber(seen[2] or '')
   local fields = {}
-  if stored_first == nil and #merge[4] > 0 and redis.call('EXISTS', profile) == 0 then
+  if new and #merge[4] > 0 then
     fields[#fields + 1] = 'x'
     fields[#fields + 1] = '1'
   end

@@ -25,7 +25,7 @@ from bench.workload import raw_events
 from streams import build
 from streams.settings import Settings
 from streams.state.keys import KeySpace
-from streams.state.redis_client import connect
+from streams.state.redis_client import connect, unlink_matching
 from streams.state.store import StateStore
 from streams.worker.app import GC_THRESHOLDS
 from streams.worker.batch import BatchProcessor, OutputTopics
@@ -78,7 +78,9 @@ async def run(events: int, environ: dict[str, str], profile: bool) -> None:
     commands = _commands(await client.info("commandstats")) - before - 1  # the INFO
     devices = len({r.key for r in records})
     grown = int((await client.info("memory"))["used_memory"]) - memory_before
-    await _remove_app(client, app_id)
+    # the run's keys go (each run has an app id of its own: left behind, they would slow
+    # every later scan of this Redis, R39's erasure scans included)
+    await unlink_matching(client, f"{app_id}:*")
     await client.aclose()
     print(
         f"{build.describe()}: {count} events, CPU {cpu * 1e6 / count:.1f} µs/event, "
@@ -87,19 +89,6 @@ async def run(events: int, environ: dict[str, str], profile: bool) -> None:
     )
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
-
-
-async def _remove_app(client: Any, app_id: str) -> None:
-    """The run's keys go (each run has an app id of its own: left behind, they would slow every
-    later scan of this Redis, R39's erasure scans included)."""
-    batch: list[Any] = []
-    async for key in client.scan_iter(match=f"{app_id}:*", count=1000):
-        batch.append(key)
-        if len(batch) == 1000:
-            await client.unlink(*batch)
-            batch = []
-    if batch:
-        await client.unlink(*batch)
 
 
 def main() -> int:

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.dev.stack import StackEndpoints, free_port
 from streams.settings import Settings
+from streams.state.redis_client import connect, unlink_matching
 from streams.worker.clients import topic_partitions
 from streams.worker.topics import ensure_topics
 
@@ -94,6 +95,19 @@ class Pipeline:
     def stop_all(self) -> None:
         for worker in self.workers:
             worker.stop()
+
+    def remove_state(self) -> None:
+        """Delete the pipeline's Redis keys (its app id's): left behind, thousands per test
+        slowed every later scan of the shared Redis (R39's erasure scans the keyspace)."""
+
+        async def remove() -> None:
+            client = connect(self.redis_url)
+            try:
+                await unlink_matching(client, f"{self.app_id}:*")
+            finally:
+                await client.aclose()
+
+        asyncio.run(remove())
 
     def produce(
         self,

@@ -152,6 +152,21 @@ async def check_redis_access(client: RedisClient) -> None:
         return  # a cluster not reachable yet: an outage
 
 
+async def unlink_matching(client: RedisClient, pattern: str, chunk: int = 1000) -> int:
+    """Remove every key matching ``pattern`` (a SCAN, on every primary of a cluster, and UNLINK
+    in chunks); returns how many. For the bench's and the tests' apps, not for production."""
+    removed = 0
+    keys: list[Any] = []
+    async for key in client.scan_iter(match=pattern, count=chunk):
+        keys.append(key)
+        if len(keys) >= chunk:
+            removed += await client.unlink(*keys)
+            keys = []
+    if keys:
+        removed += await client.unlink(*keys)
+    return removed
+
+
 def is_cluster(client: RedisClient) -> bool:
     return isinstance(client, RedisCluster)
 

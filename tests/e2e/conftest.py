@@ -25,3 +25,4 @@ def pipeline(
     finally:
         pipe.stop_all()
         stop_launched_since(launched)  # sinks, collectors: also when the test failed
+        pipe.remove_state()

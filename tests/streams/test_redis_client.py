@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from streams.state.redis_client import (
     connect,
     hiredis_packing,
     is_cluster,
+    unlink_matching,
 )
 from streams.worker.retry import is_transient
 
@@ -124,6 +126,26 @@ def test_a_cluster_client_packs_by_hiredis_on_every_node(redis_cluster: str) -> 
             await client.aclose()
 
     assert asyncio.run(classes()) == {hiredis_packing(Connection)}
+
+
+def test_unlink_matching_removes_one_apps_keys_on_every_node(redis_url: str) -> None:
+    async def run() -> tuple[int, list[bytes]]:
+        client = connect(redis_url)
+        try:
+            gone, kept = f"t-{uuid.uuid4().hex[:8]}", f"t-{uuid.uuid4().hex[:8]}"
+            for n in range(2500):  # over many slots, more than one UNLINK
+                await client.set(f"{gone}:device:{{d{n}}}", b"x")
+            await client.set(f"{kept}:device:{{d1}}", b"x")
+            removed = await unlink_matching(client, f"{gone}:*")
+            left = [k async for k in client.scan_iter(match=f"{gone}:*")]
+            left += [k async for k in client.scan_iter(match=f"{kept}:*")]
+            await client.delete(f"{kept}:device:{{d1}}")
+            return removed, left
+        finally:
+            await client.aclose()
+
+    removed, left = asyncio.run(run())
+    assert removed == 2500 and len(left) == 1 and b":device:{d1}" in left[0]
 
 
 def test_a_cluster_failover_is_waited_out_not_a_crash() -> None:

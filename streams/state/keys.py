@@ -42,11 +42,12 @@ class KeySpace:
         seen, and ``x`` while it lists every device (R39)."""
         return f"{self.app_id}:user:{hash_tag(user_id)}"
 
-    def user_format1(self, user_id: str) -> tuple[str, str, str, str]:
-        """A user profile's keys in format 1 (before issue 21), read and moved into the hash
-        by the next merge: (traits hash, meta hash, anonymousIds sorted set, devices sorted
-        set)."""
-        return _format1(self.user(user_id))
+    def profile(self, kind: str, identifier: str) -> tuple[str, str, str, str, str]:
+        """A ``kind`` ("user" or "group") profile's hash, then its four keys of format 1
+        (before issue 21: traits hash, meta hash, anonymousIds and devices sorted sets; read,
+        and moved into the hash by the next merge): what ``profiles.lua`` is given for it."""
+        key = self.user(identifier) if kind == "user" else self.group(identifier)
+        return (key, *_format1(key))
 
     def user_pattern(self) -> str:
         """SCAN pattern of every user profile key, of both formats."""
@@ -55,9 +56,6 @@ class KeySpace:
     def group(self, group_id: str) -> str:
         """A group profile: a hash as a user profile's (no anonymousIds or devices)."""
         return f"{self.app_id}:group:{hash_tag(group_id)}"
-
-    def group_format1(self, group_id: str) -> tuple[str, str, str, str]:
-        return _format1(self.group(group_id))
 
     # R39: the suppression list and what it needs, under one hash tag (one cluster slot)
 

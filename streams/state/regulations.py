@@ -179,7 +179,7 @@ class RegulationStore:
         devices = await self._devices_of(user_id, profile)
         erased.scanned = not profile.complete
         erased.devices, erased.links = await self._delete_devices(devices, spare=user_id)
-        profile_keys = (self._keys.user(user_id), *self._keys.user_format1(user_id))
+        profile_keys = self._keys.profile("user", user_id)
         erased.profiles = int(bool(await self._client.delete(*profile_keys)))
         return erased
 
@@ -206,8 +206,8 @@ class RegulationStore:
                 pipe.delete(self._keys.device(key))
                 if state.uid and state.uid != spare:
                     ids = {key, *([state.aid] if state.aid else [])}
-                    pipe.hdel(self._keys.user(state.uid), *(f"a:{i}" for i in ids), f"d:{key}")
-                    _, _, aids_key, devices_key = self._keys.user_format1(state.uid)
+                    profile, _, _, aids_key, devices_key = self._keys.profile("user", state.uid)
+                    pipe.hdel(profile, *(f"a:{i}" for i in ids), f"d:{key}")
                     pipe.zrem(aids_key, *ids)
                     pipe.zrem(devices_key, key)
             replies = await pipe.execute()

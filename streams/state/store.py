@@ -212,26 +212,21 @@ class StateStore:
     ) -> dict[str, StoredProfile]:
         """User (``kind`` "user") or group profiles, absent ones left out: one round trip
         (``profiles.lua`` reads a profile still in format 1 from its four keys)."""
-        key, format1 = (
-            (self._keys.user, self._keys.user_format1)
-            if kind == "user"
-            else (self._keys.group, self._keys.group_format1)
-        )
         calls: dict[int, _ScriptCall] = {}
         for identifier in dict.fromkeys(identifiers):
-            keys = (key(identifier), *format1(identifier))
+            keys = self._keys.profile(kind, identifier)
             call = calls.get(slot := self._slot(keys[0]))
             if call is None:
                 call = calls[slot] = _ScriptCall("profiles.lua", ["read"])
             call.keys += keys
-            call.devices.append(identifier)
+            call.ids.append(identifier)
         if not calls:
             return {}
         replies = await self._scripted(lambda: self._run_calls(calls.values()))
         return {
             identifier: decode_profile(dict(zip(fields[::2], fields[1::2], strict=True)))
             for call, profiles in zip(calls.values(), replies, strict=True)
-            for identifier, fields in zip(call.devices, profiles, strict=True)
+            for identifier, fields in zip(call.ids, profiles, strict=True)
             if fields
         }
 
@@ -248,13 +243,9 @@ class StateStore:
         device is written only over the version it was loaded at (``state.version``)."""
         calls: list[_ScriptCall] = []
         profiles: dict[int, _ScriptCall] = {}
-        profile_kinds = (
-            (self._keys.user, self._keys.user_format1, users),
-            (self._keys.group, self._keys.group_format1, groups),
-        )
-        for key, format1, merges in profile_kinds:
+        for kind, merges in (("user", users), ("group", groups)):
             for identifier, merge in merges.items():
-                profile_keys = (key(identifier), *format1(identifier))
+                profile_keys = self._keys.profile(kind, identifier)
                 call = profiles.get(slot := self._slot(profile_keys[0]))
                 if call is None:
                     call = profiles[slot] = _ScriptCall(
@@ -270,7 +261,7 @@ class StateStore:
             if call is None:
                 call = saves[slot] = _ScriptCall("save_devices.lua", [self._expiry_ms])
             call.keys.append(device_key)
-            call.devices.append(write.key)
+            call.ids.append(write.key)
             streams = advanced.get(write.key, {})
             record = b"" if write.delete else encode_device(write.state)
             batch = "".join([str(write.state.version), *(f";{s}={o}" for s, o in streams.items())])
@@ -295,9 +286,9 @@ class StateStore:
         refused = trimmed = 0
         conflicts: set[str] = set()
         for call, reply in zip(calls, replies, strict=True):
-            if call.devices:  # save_devices.lua: {refused, conflicting key indexes (1-based)}
+            if call.script == "save_devices.lua":  # {refused, conflicting indexes (1-based)}
                 refused += int(reply[0])
-                conflicts.update(call.devices[int(index) - 1] for index in reply[1:])
+                conflicts.update(call.ids[int(index) - 1] for index in reply[1:])
             else:  # profiles.lua's merge: anonymousIds dropped by the bound
                 trimmed += int(reply)
         return SaveResult(refused, frozenset(conflicts), trimmed)
@@ -310,9 +301,9 @@ class _ScriptCall:
     script: str
     args: list[Any]
     keys: list[str] = field(default_factory=list)
-    devices: list[str] = field(default_factory=list)
-    """The device keys of a save_devices.lua call, or the ids of a profiles.lua read, in
-    order."""
+    ids: list[str] = field(default_factory=list)
+    """The device keys of a save_devices.lua call, or the profile ids of a profiles.lua read,
+    in order."""
 
 
 def _suppressed_reply(

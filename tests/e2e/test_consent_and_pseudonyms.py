@@ -86,7 +86,7 @@ def test_r37_a_device_without_identity_consent_keeps_no_record(pipeline: Pipelin
     keys = KeySpace(pipeline.app_id)
     assert client.exists(keys.device("dev-y")) == 1
     assert client.exists(keys.device("dev-x")) == 0  # nothing stored about it
-    assert client.exists(keys.user("ux"), *keys.user_format1("ux")) == 0
+    assert client.exists(*keys.profile("user", "ux")) == 0
 
 
 def test_r38_pseudonymised_fields_are_hmacs_where_named_and_clear_elsewhere(

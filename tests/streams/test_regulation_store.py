@@ -174,7 +174,7 @@ def test_r39_profiles_still_in_format_1_are_erased_and_unlinked(redis_url: str) 
         for user in ("u1", "u2"):
             await seed_user(store, user, 3)
             profile = (await store.load_profiles("user", [user]))[user]
-            traits_key, meta_key, aids_key, devices_key = store.keys.user_format1(user)
+            _, traits_key, meta_key, aids_key, devices_key = store.keys.profile("user", user)
             await client.delete(store.keys.user(user))
             await client.hset(traits_key, mapping={"email": f'"{user}@x"'})
             await client.hset(meta_key, mapping={"first_seen": "1000", "last_seen": "1002"})

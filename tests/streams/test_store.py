@@ -213,7 +213,7 @@ def test_a_profile_in_format_1_is_read_and_moved_into_one_hash_by_its_next_merge
     into the hash of format 2 (merged as they would have been) and deletes the four keys."""
 
     async def body(store: StateStore, client: RedisClient) -> tuple[Any, ...]:
-        traits_key, meta_key, aids_key, devices_key = store.keys.user_format1("u")
+        _, traits_key, meta_key, aids_key, devices_key = store.keys.profile("user", "u")
         await client.hset(traits_key, mapping={"plan": '"free"', "age": "3"})
         await client.hset(meta_key, mapping={"first_seen": "100", "last_seen": "200", "dx": "1"})
         await client.zadd(aids_key, {"a1": 100, "a0": 150})
@@ -269,7 +269,7 @@ def test_keys_of_one_profile_share_a_cluster_slot() -> None:
 
     keys = KeySpace("app")
     for user_id in ("u1", "we{ird}", "a}b", ""):
-        profile = [keys.user(user_id), *keys.user_format1(user_id)]
+        profile = keys.profile("user", user_id)
         assert len({key_slot(k.encode()) for k in profile}) == 1
 
 

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.dev.stack import StackEndpoints, free_port
 from streams.settings import Settings
@@ -104,6 +106,8 @@ class Pipeline:
             client = connect(self.redis_url)
             try:
                 await unlink_matching(client, f"{self.app_id}:*")
+            except (RedisConnectionError, RedisTimeoutError):
+                pass  # a test that named a Redis not there stored nothing in it
             finally:
                 await client.aclose()
 

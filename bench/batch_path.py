@@ -80,7 +80,7 @@ async def run(events: int, environ: dict[str, str], profile: bool) -> None:
     grown = int((await client.info("memory"))["used_memory"]) - memory_before
     # the run's keys go (each run has an app id of its own: left behind, they would slow
     # every later scan of this Redis, R39's erasure scans included)
-    await unlink_matching(client, f"{app_id}:*")
+    await unlink_matching(client, store.keys.pattern())
     await client.aclose()
     print(
         f"{build.describe()}: {count} events, CPU {cpu * 1e6 / count:.1f} µs/event, "

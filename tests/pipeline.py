@@ -25,6 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.dev.stack import StackEndpoints, free_port
 from streams.settings import Settings
+from streams.state.keys import KeySpace
 from streams.state.redis_client import connect, unlink_matching
 from streams.worker.clients import topic_partitions
 from streams.worker.topics import ensure_topics
@@ -106,7 +107,7 @@ class Pipeline:
         async def remove() -> None:
             client = connect(self.redis_url)
             try:
-                await unlink_matching(client, f"{self.app_id}:*")
+                await unlink_matching(client, KeySpace(self.app_id).pattern())
             except (RedisConnectionError, RedisTimeoutError, RedisClusterException):
                 pass  # a Redis (or cluster) stopped or never there: nothing to remove
             finally:

@@ -32,6 +32,10 @@ class KeySpace:
             return ""
         return tag.replace("%7D", "}").replace("%7B", "{").replace("%25", "%")
 
+    def pattern(self) -> str:
+        """SCAN pattern of every key of the app."""
+        return f"{_glob_escaped(self.app_id)}:*"
+
     def device_pattern(self) -> str:
         """SCAN pattern of every device record of the app."""
         return f"{_glob_escaped(self.app_id)}:device:*"

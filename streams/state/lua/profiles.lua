@@ -29,12 +29,10 @@ local function hset_all(key, fields)
   end
 end
 
--- A profile of format 1 as the fields of format 2 (none when it has no keys).
+-- A profile of format 1 as the fields of format 2 (none when it has no keys). The callers
+-- check with EXISTS first: most profiles have no such keys.
 local function format1_fields(traits_key, meta_key, aids_key, devices_key)
   local fields = {}
-  if redis.call('EXISTS', traits_key, meta_key, aids_key, devices_key) == 0 then
-    return fields
-  end
   local traits = redis.call('HGETALL', traits_key)
   for i = 1, #traits, 2 do
     fields[#fields + 1] = 't:' .. traits[i]
@@ -62,7 +60,8 @@ if ARGV[1] == 'read' then
   local profiles = {}
   for p = 1, #KEYS, KEYS_PER_PROFILE do
     local fields = redis.call('HGETALL', KEYS[p])
-    if #fields == 0 then
+    if #fields == 0
+      and redis.call('EXISTS', KEYS[p + 1], KEYS[p + 2], KEYS[p + 3], KEYS[p + 4]) > 0 then
       fields = format1_fields(KEYS[p + 1], KEYS[p + 2], KEYS[p + 3], KEYS[p + 4])
     end
     profiles[#profiles + 1] = fields
@@ -73,7 +72,8 @@ end
 local keep = tonumber(ARGV[2])
 local trimmed = 0
 
--- Format 1 -> 2: the four keys' contents as fields of the hash; false when there were none.
+-- Format 1 -> 2 (called once EXISTS found a key of the profile): the four keys' contents as
+-- fields of the hash; false when there were none.
 local function upgrade(profile, traits_key, meta_key, aids_key, devices_key)
   local fields = format1_fields(traits_key, meta_key, aids_key, devices_key)
   if #fields == 0 then

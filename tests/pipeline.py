@@ -24,6 +24,7 @@ from redis.exceptions import RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.dev.stack import StackEndpoints, free_port
+from streams.observe.metrics import sample_values
 from streams.settings import Settings
 from streams.state.keys import KeySpace
 from streams.state.redis_client import connect, unlink_matching
@@ -256,6 +257,16 @@ class WorkerProcess(CommandProcess):
                 return int(response.status)
         except urllib.error.HTTPError as error:
             return int(error.code)
+
+    def positions(self) -> dict[int, int]:
+        """The next raw offset per partition this worker has finished with: every record
+        before it was processed and its state saved (the /metrics consumer positions)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics") as response:
+            text = response.read().decode()
+        return {
+            int(labels["partition"]): int(value)
+            for labels, value in sample_values(text, "enricher_consumer_position")
+        }
 
     def assignments(self) -> list[set[int]]:
         """The raw partitions this worker was given, one set per rebalance, in order."""

@@ -8,6 +8,7 @@ import asyncio
 import random
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from tests.faults import RedisServer, account, read_every, stored_states, wait_for_output
-from tests.pipeline import Pipeline
+from tests.pipeline import Pipeline, WorkerProcess
 from tests.workload import messages_in, mixed_events
 
 EVENTS = 50_000
@@ -118,6 +119,7 @@ def test_one_devices_records_on_two_partitions_lose_no_update_with_two_workers(
     workers[1].wait_assigned(lambda partitions: 0 < len(partitions) < 8)
     devices, per_device = 30, 24
     expected: dict[str, set[str]] = {}
+    produced: Counter[int] = Counter()
     concurrent = 0
     for round_ in range(5):  # until the two workers did meet on a device (they nearly always do)
         records: list[tuple[int, bytes]] = []
@@ -134,8 +136,12 @@ def test_one_devices_records_on_two_partitions_lose_no_update_with_two_workers(
                 }
                 records.append((n % 8, orjson.dumps(body)))
         asyncio.run(produce_to_partitions(pipeline, records))
+        produced.update(partition for partition, _ in records)
         ids = {f"{device}-{n}" for device in expected for n in range(per_device)}
         read_every(pipeline, "warehouse", ids, 120)
+        # outputs are produced before a batch's state is saved, and a worker that finds a
+        # device saved meanwhile produces and saves again: wait until both finished
+        wait_processed(workers, produced)
         concurrent = sum(w.get("/stats")[1]["concurrentSaves"] for w in workers)
         if concurrent:
             break
@@ -147,6 +153,20 @@ def test_one_devices_records_on_two_partitions_lose_no_update_with_two_workers(
         if expected[d] - set(stored[d].utraits)
     }
     assert not lost, f"lost updates: {dict(list(lost.items())[:3])}"
+
+
+def wait_processed(workers: list[WorkerProcess], produced: Counter[int]) -> None:
+    """Until the workers together finished every record produced to each partition."""
+    deadline = time.monotonic() + 60
+    while True:
+        done: Counter[int] = Counter()
+        for worker in workers:
+            for partition, offset in worker.positions().items():
+                done[partition] = max(done[partition], offset)
+        if all(done[p] >= count for p, count in produced.items()):
+            return
+        assert time.monotonic() < deadline, f"processed {dict(done)} of {dict(produced)}"
+        time.sleep(0.2)
 
 
 async def produce_to_partitions(pipeline: Pipeline, records: list[tuple[int, bytes]]) -> None:

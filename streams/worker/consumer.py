@@ -4,7 +4,8 @@ Faust's per-event machinery (fetcher, conductor, channel queues, stream iteratio
 about 40 % of the worker's time per event in profiles, more than the rules themselves. The raw
 topic is therefore read here with aiokafka's batch API in the app's consumer group
 (``ENRICHER_APP_ID``), and offsets are committed explicitly, only after a batch's outputs were
-acknowledged and its state saved. Faust still runs the worker: lifecycle, web server, lookups,
+acknowledged and its state saved (every ``ENRICHER_COMMIT_INTERVAL`` seconds, and as soon as
+the worker has caught up). Faust still runs the worker: lifecycle, web server, lookups,
 commands (``faust -A streams.app worker`` works as before).
 
 Rebalances wait for the batch in flight, never longer: the revocation callback returns when
@@ -116,6 +117,9 @@ class RawConsumer(Service):
             except (ConsumerStoppedError, IllegalStateError):
                 return
             if not fetched:
+                # caught up: what was finished is committed now, not when the next batch
+                # comes (the group's lag, as Kafka's tools show it, falls to zero)
+                await self.commit()
                 continue
             self._idle.clear()
             try:

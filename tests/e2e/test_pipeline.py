@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections import Counter
 from typing import Any
 
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.pipeline import Pipeline
+from streams.worker.groups import committed_offsets
+from tests.pipeline import Pipeline, broker_settings
 
 GOOD_EVENTS: list[tuple[str | None, dict[str, Any]]] = [
     ("dev-a", {"type": "track", "event": "Viewed", "messageId": "g-1", "properties": {"p": 1}}),
@@ -128,6 +130,26 @@ def test_every_bad_record_becomes_one_dead_letter(pipeline: Pipeline) -> None:
     assert by_code["invalid_encoding"]["payloadEncoding"] == "base64"
     # the worker went on: the good events after the bad ones came through
     assert len(warehouse) == 7
+
+
+def test_a_worker_that_caught_up_has_committed_everything(pipeline: Pipeline) -> None:
+    """Monitoring reads the group's lag from its committed offsets (Kafka's
+    kafka-consumer-groups, exporters): once the worker has caught up they reach the end, even
+    with a commit interval far longer than the test."""
+    pipeline.extra_env["ENRICHER_COMMIT_INTERVAL"] = "3600"
+    run_sample(pipeline)
+    raw = len(GOOD_EVENTS) + len(BAD_RECORDS)
+    settings = broker_settings(pipeline.stack)
+    deadline = time.monotonic() + 20
+    while True:
+        committed = asyncio.run(
+            committed_offsets(settings, pipeline.app_id, [pipeline.topic("raw")])
+        )
+        if sum(committed.values()) == raw or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert sum(committed.values()) == raw, committed
+    assert pipeline.workers[0].process.poll() is None  # committed while running, not on exit
 
 
 def test_topics_are_created_on_start(pipeline: Pipeline) -> None:

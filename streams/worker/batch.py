@@ -165,6 +165,16 @@ class _Rejected:
     ids: tuple[tuple[IdKind, bytes], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A batch validated by :meth:`BatchProcessor.prepare`: per part, the accepted events and
+    the rejected records; and the blocked ids (R36), counted when it is processed (a batch
+    prepared and then dropped in a rebalance is not counted)."""
+
+    parts: list[tuple[list[_Accepted], list[_Rejected]]]
+    blocked: Counter[str]
+
+
 class BatchProcessor:
     def __init__(
         self,
@@ -194,6 +204,9 @@ class BatchProcessor:
         self.counters = Counters()
         self.ready: asyncio.Event | None = None
         """R39: when given, batches wait until it is set (the suppression list is whole)."""
+        self.writing: asyncio.Event | None = None
+        """When given, set as a batch's outputs are sent: the rest of the batch waits on the
+        broker and Redis, and the worker fetches and validates the next batch meanwhile."""
         self.redis_timer: Callable[[str, float], None] | None = None
         """Told the duration of each Redis round trip (load, load profiles, save)."""
 
@@ -219,23 +232,46 @@ class BatchProcessor:
         )
 
     async def process(self, records: Sequence[InRecord]) -> None:
-        """Process one batch completely; returns when its offsets may be committed. A batch
-        over ``max_bytes`` of raw values is done in consecutive parts, in order."""
-        if self.ready is not None and not self.ready.is_set():
-            await self.ready.wait()
+        """Process one batch completely; returns when its offsets may be committed."""
         await self._learn_topic_ids(records)
+        prepared = self.prepare(records)
+        assert prepared is not None  # every topic id is known now
+        await self.process_prepared(prepared)
+
+    def prepare(self, records: Sequence[InRecord]) -> PreparedBatch | None:
+        """Validate a batch ahead of processing it, without state: the worker does this for
+        the next batch while the batch before waits for Redis and the broker. A batch over
+        ``max_bytes`` of raw values is split into consecutive parts, done in order. None while
+        a record's source topic id is not known yet (:meth:`process` asks the broker)."""
+        if self._ask_topic_ids is not None:
+            for record in records:
+                if record.topic not in self.topic_ids:
+                    return None
+        blocked: Counter[str] = Counter()
+        parts: list[tuple[list[_Accepted], list[_Rejected]]] = []
         start = size = 0
         for end, record in enumerate(records):
             size += len(record.value or b"")
             if size > self._max_bytes and end > start:
-                await self._process_part(records[start:end])
+                parts.append(self._accept(records[start:end], blocked))
                 start, size = end, len(record.value or b"")
         if start < len(records):
-            await self._process_part(records[start:])
+            parts.append(self._accept(records[start:], blocked))
+        return PreparedBatch(parts, blocked)
+
+    async def process_prepared(self, prepared: PreparedBatch) -> None:
+        """Process a prepared batch completely; returns when its offsets may be committed."""
+        if self.ready is not None and not self.ready.is_set():
+            await self.ready.wait()
+        if prepared.blocked:  # (Counter.update runs interpreted: not for nothing)
+            self.counters.blocked_ids.update(prepared.blocked)
+        for pending, rejected in prepared.parts:
+            await self._process_part(pending, rejected)
         self.counters.batches += 1
 
-    async def _process_part(self, records: Sequence[InRecord]) -> None:
-        pending, rejected = self._accept(records)
+    async def _process_part(
+        self, pending: Sequence[_Accepted], rejected: Sequence[_Rejected]
+    ) -> None:
         conflicts = await self._run(pending, rejected, redo=False)
         while conflicts:
             # R34: another worker saved some devices since they were loaded (their records
@@ -270,6 +306,8 @@ class BatchProcessor:
         out = [self._dead_letter(item.record, item.code, item.message) for item in rejected]
         user_traits = await self._known_traits(pending, stored)
         applied = self._apply(pending, stored, user_traits, out, redo)
+        if self.writing is not None:
+            self.writing.set()
         if out:
             await self._retrying(lambda: self._writer.write(out), "produce")
             self.counters.messages_out.update(record.topic for record in out)
@@ -410,8 +448,11 @@ class BatchProcessor:
             document = None
         return _Rejected(record, code, message, self._digested(raw_ids(document, key)))
 
-    def _accept(self, records: Sequence[InRecord]) -> tuple[list[_Accepted], list[_Rejected]]:
-        """Validate every record: the events, and the rejected (to be dead-lettered)."""
+    def _accept(
+        self, records: Sequence[InRecord], blocked: Counter[str]
+    ) -> tuple[list[_Accepted], list[_Rejected]]:
+        """Validate every record: the events, and the rejected (to be dead-lettered); the ids
+        blocked (R36) are counted in ``blocked``."""
         accepted: list[_Accepted] = []
         rejected: list[_Rejected] = []
         for record in records:
@@ -436,7 +477,7 @@ class BatchProcessor:
             )
             prepared = prepare_event(result, source, self._policy)  # R36, the device key
             if prepared.blocked:  # (Counter.update runs interpreted: not for nothing)
-                self.counters.blocked_ids.update(prepared.blocked)
+                blocked.update(prepared.blocked)
             ids = self._digested(event_ids(prepared.event.fields, prepared.device.key, None))
             accepted.append(
                 _Accepted(record, prepared.event, prepared.source, prepared.device, ids)

@@ -9,7 +9,9 @@ the worker has caught up). Faust still runs the worker: lifecycle, web server, l
 commands (``faust -A streams.app worker`` works as before).
 
 Rebalances wait for the batch in flight, never longer: the revocation callback returns when
-the current batch is done and committed.
+the current batch is done and committed. The next batch, fetched and validated while the one
+in flight waited for the broker and Redis, is then dropped: its records are fetched again from
+the committed offsets by whoever owns their partitions now.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from mode import Service
 from streams.observe.logs import batch_context
 from streams.observe.metrics import ConsumedPositions, WorkerMetrics
 from streams.settings import Settings
-from streams.worker.batch import BatchProcessor
+from streams.worker.batch import BatchProcessor, PreparedBatch
 from streams.worker.groups import member_consumer
 from streams.worker.records import InRecord
 
@@ -38,6 +40,7 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
         self._raw = raw
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
+        self._raw.revoking()
         await self._raw.batch_done()
         await self._raw.commit()  # what was done is committed before the partitions move
 
@@ -67,6 +70,9 @@ class RawConsumer(Service):
         self._consumer: AIOKafkaConsumer | None = None
         self._done: dict[TopicPartition, int] = {}  # finished, not yet committed
         self._committed_at = time.monotonic()
+        self._generation = 0  # revocations so far
+        self._writing = asyncio.Event()
+        processor.writing = self._writing
 
     async def on_start(self) -> None:
         settings = self._settings
@@ -80,6 +86,10 @@ class RawConsumer(Service):
         await self.commit()
         if self._consumer is not None:
             await self._consumer.stop()
+
+    def revoking(self) -> None:
+        """Partitions are being revoked: a batch fetched before is not processed."""
+        self._generation += 1
 
     def joined(self, assigned: Any) -> None:
         self.assigned = frozenset((tp.topic, tp.partition) for tp in assigned)
@@ -108,25 +118,65 @@ class RawConsumer(Service):
 
     @Service.task
     async def _consume(self) -> None:
+        """Fetch, validate and process batches in turn. The next batch is fetched and validated
+        while the one before waits for Redis and the broker (about a quarter of a batch's
+        time), then processed once it is done: batches are still processed one at a time, in
+        order."""
         assert self._consumer is not None
         consumer = self._consumer
         within_ms = int(self._settings.batch_within * 1000)
-        while not self.should_stop:
-            try:
-                fetched = await self._fetch_fairly(consumer, within_ms)
-            except (ConsumerStoppedError, IllegalStateError):
-                return
-            if not fetched:
-                # caught up: what was finished is committed now, not when the next batch
-                # comes (the group's lag, as Kafka's tools show it, falls to zero)
-                await self.commit()
-                continue
-            self._idle.clear()
-            try:
-                # shielded: a stop in the middle of a batch lets the batch finish first
-                await asyncio.shield(self._run_batch(consumer, fetched))
-            finally:
-                self._idle.set()
+        running: asyncio.Future[None] | None = None
+        try:
+            while not self.should_stop:
+                try:
+                    fetched = await self._fetch_fairly(consumer, within_ms)
+                except (ConsumerStoppedError, IllegalStateError):
+                    return
+                if not fetched:
+                    await self._finished(running)
+                    running = None
+                    # caught up: what was finished is committed now, not when the next batch
+                    # comes (the group's lag, as Kafka's tools show it, falls to zero)
+                    await self.commit()
+                    continue
+                generation = self._generation
+                records = [
+                    InRecord(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
+                    for tp, messages in fetched.items()
+                    for m in messages
+                ]
+                prepared = self._processor.prepare(records)
+                await self._finished(running)
+                running = None
+                if generation != self._generation or self.should_stop:
+                    # partitions were revoked meanwhile: the batch before was committed, and
+                    # these records are fetched again from there by whoever owns them now
+                    continue
+                self._idle.clear()  # (no await since the check: a revocation waits for it)
+                running = asyncio.ensure_future(self._run_batch(fetched, records, prepared))
+                await self._until_writing(running)
+        finally:
+            await self._finished(running)
+
+    async def _until_writing(self, running: asyncio.Future[None]) -> None:
+        """Until the batch in flight sent its outputs (or is done): fetched earlier, the next
+        batch would be small (what the fetcher has buffered meanwhile), and batches of a few
+        records cost a round trip each."""
+        writing = self._writing
+        writing.clear()
+        if running.done():
+            return
+        waiter = asyncio.ensure_future(writing.wait())
+        try:
+            await asyncio.wait((running, waiter), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+
+    async def _finished(self, running: asyncio.Future[None] | None) -> None:
+        """Wait for the batch in flight, if any (a stop in the middle of it lets it finish
+        first)."""
+        if running is not None:
+            await asyncio.shield(running)
 
     async def _fetch_fairly(
         self, consumer: AIOKafkaConsumer, within_ms: int
@@ -156,30 +206,34 @@ class RawConsumer(Service):
         return fetched
 
     async def _run_batch(
-        self, consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, list[Any]]
+        self,
+        fetched: dict[TopicPartition, list[Any]],
+        records: list[InRecord],
+        prepared: PreparedBatch | None,
     ) -> None:
-        records = [
-            InRecord(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
-            for tp, messages in fetched.items()
-            for m in messages
-        ]
-        started = time.perf_counter()
         try:
-            with batch_context(self._processor.counters.batches + 1, fetched):
-                await self._processor.process(records)
-        except Exception as exc:
-            # not an outage (those are waited out) but a bug or a misconfiguration: stop the
-            # worker without committing, so the batch is redone after the fix
-            log.critical("batch failed; stopping the worker: %r", exc, exc_info=True)
-            await self.crash(exc)
-            raise
-        if self._metrics is not None:
-            self._metrics.observe_batch(len(records), time.perf_counter() - started)
-        for tp, messages in fetched.items():
-            self._done[tp] = messages[-1].offset + 1
-        self.positions.done(fetched)
-        if time.monotonic() - self._committed_at >= self._settings.commit_interval:
-            await self.commit()
+            started = time.perf_counter()
+            try:
+                with batch_context(self._processor.counters.batches + 1, fetched):
+                    if prepared is None:  # a source topic's id was not known yet
+                        await self._processor.process(records)
+                    else:
+                        await self._processor.process_prepared(prepared)
+            except Exception as exc:
+                # not an outage (those are waited out) but a bug or a misconfiguration: stop
+                # the worker without committing, so the batch is redone after the fix
+                log.critical("batch failed; stopping the worker: %r", exc, exc_info=True)
+                await self.crash(exc)
+                raise
+            if self._metrics is not None:
+                self._metrics.observe_batch(len(records), time.perf_counter() - started)
+            for tp, messages in fetched.items():
+                self._done[tp] = messages[-1].offset + 1
+            self.positions.done(fetched)
+            if time.monotonic() - self._committed_at >= self._settings.commit_interval:
+                await self.commit()
+        finally:
+            self._idle.set()
 
 
 async def _buffered(

@@ -53,9 +53,7 @@ def test_metrics_move_as_events_flow(pipeline: Pipeline) -> None:
     pipeline.produce_json(events)
 
     def settled() -> str | None:
-        text = scrape(worker)
-        positions = total(text, "enricher_consumer_position")
-        return text if positions == len(events) else None
+        return scrape(worker) if sum(worker.positions().values()) == len(events) else None
 
     text = wait_for(settled)
     assert total(text, "enricher_events_in_total", type="track") == 42

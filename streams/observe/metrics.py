@@ -87,6 +87,17 @@ class _CountersCollector(Collector):
                 "R34: devices saved meanwhile by another worker, applied again",
                 c.concurrent_saves,
             ),
+            (
+                "enricher_batches_applied_ahead",
+                "batches loaded and applied while the batch before was being saved",
+                c.applied_ahead,
+            ),
+            (
+                "enricher_batches_ahead_redone",
+                "R34: of those, batches with devices the batch before did not save as handed "
+                "off, applied again",
+                c.ahead_redone,
+            ),
         ):
             counter = CounterMetricFamily(name, doc)
             counter.add_metric([], value)

@@ -4,6 +4,11 @@ Order of effects per batch (CONTRACT, SPEC R34): outputs are written and acknowl
 broker first, then device state is saved (fenced by source offsets), and only then may the
 caller commit the offsets. A crash at any point re-processes the batch: outputs repeat with
 the same messageIds, and the fence keeps state changes from applying twice.
+
+Two batches may be in flight (issue 21): the next one is loaded and applied on the states the
+one before hands off as it sends its outputs (:meth:`BatchProcessor.apply_ahead`), sends its
+own once those are acknowledged, and saves once that batch is done; the devices that batch did
+not save as handed off are applied again first, like R34's concurrent saves.
 """
 
 from __future__ import annotations
@@ -87,6 +92,23 @@ class Counters:
     """R39: events dropped, by the kind of id that is suppressed."""
     batches: int = 0
     retries: Counter[str] = field(default_factory=Counter)
+    applied_ahead: int = 0
+    """Batches loaded and applied while the batch before them was being saved."""
+    ahead_redone: int = 0
+    """Of those, the ones applied again after all: the batch before them met a concurrent
+    save, a fenced write or a suppression (R34, R39), so what they built on was not saved."""
+
+    def add(self, other: Counters) -> None:
+        """Add what a batch applied ahead counted (:meth:`BatchProcessor.apply_ahead`): the
+        counts of its events, dead letters and suppressed ids."""
+        self.events_in.update(other.events_in)
+        self.dead_letters.update(other.dead_letters)
+        self.duplicates += other.duplicates
+        self.already_applied += other.already_applied
+        self.rotations += other.rotations
+        self.generated_anonymous_ids += other.generated_anonymous_ids
+        self.traits_not_cached.update(other.traits_not_cached)
+        self.suppressed.update(other.suppressed)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -105,6 +127,8 @@ class Counters:
             "profileIdsTrimmed": self.profile_ids_trimmed,
             "suppressed": dict(self.suppressed),
             "retries": dict(self.retries),
+            "batchesAppliedAhead": self.applied_ahead,
+            "batchesAheadRedone": self.ahead_redone,
         }
 
     def summary(self) -> str:
@@ -113,7 +137,8 @@ class Counters:
             f"out={dict(self.messages_out)} deadletters={dict(self.dead_letters)} "
             f"duplicates={self.duplicates} already_applied={self.already_applied} "
             f"fenced_writes={self.fenced_writes} suppressed={sum(self.suppressed.values())} "
-            f"retries={dict(self.retries)}"
+            f"retries={dict(self.retries)} applied_ahead={self.applied_ahead} "
+            f"ahead_redone={self.ahead_redone}"
         )
 
 
@@ -175,6 +200,61 @@ class PreparedBatch:
     blocked: Counter[str]
 
 
+class _Handoff:
+    """What a batch leaves the batch after it as it sends its outputs, before its save: each
+    device's new state with the version it is written at (None: deleted), and its user
+    profile updates (R30 reads them); then when its outputs are acknowledged, and when it is
+    done and which of those states were not saved as handed off."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, tuple[DeviceState, int] | None] = {}
+        self.users: list[UserProfileUpdate] = []
+        self.produced = asyncio.Event()
+        """The batch's outputs are acknowledged (or it is done)."""
+        self.done = asyncio.Event()
+        self.failed = False
+        """The batch stopped on an error: nothing may be saved on its states."""
+        self.troubled: frozenset[str] | None = frozenset()
+        """Once done: the devices not saved as handed off (a concurrent save, R34); None: any
+        of them (a fenced write, a suppression found before the save: R34, R39)."""
+
+    def finished(self, failed: bool) -> None:
+        self.failed = failed
+        if failed:
+            self.troubled = None
+        self.produced.set()
+        self.done.set()
+
+
+@dataclass
+class _Staged:
+    """A batch part loaded and applied, its outputs built: what is left is to produce them and
+    save."""
+
+    pending: Sequence[_Accepted]
+    keys: list[str]
+    stored: dict[str, DeviceState]
+    checked_at: float
+    out: list[OutRecord]
+    applied: _Applied
+
+
+@dataclass
+class AppliedAhead:
+    """A prepared batch loaded and applied while the batch before it was being saved, on that
+    batch's new states (:meth:`BatchProcessor.apply_ahead`)."""
+
+    prepared: PreparedBatch
+    staged: _Staged
+    handoff: _Handoff
+    counters: Counters
+    """What its events counted: added when it is processed, not if it is dropped."""
+
+    async def before_sent(self) -> None:
+        """Until the batch before's outputs are acknowledged (or it is done)."""
+        await self.handoff.produced.wait()
+
+
 class BatchProcessor:
     def __init__(
         self,
@@ -209,6 +289,8 @@ class BatchProcessor:
         broker and Redis, and the worker fetches and validates the next batch meanwhile."""
         self.redis_timer: Callable[[str, float], None] | None = None
         """Told the duration of each Redis round trip (load, load profiles, save)."""
+        self._handoff: _Handoff | None = None
+        """The batch in flight's new states, once its last part sent its outputs."""
 
     @classmethod
     def from_settings(
@@ -259,42 +341,102 @@ class BatchProcessor:
             parts.append(self._accept(records[start:], blocked))
         return PreparedBatch(parts, blocked)
 
-    async def process_prepared(self, prepared: PreparedBatch) -> None:
-        """Process a prepared batch completely; returns when its offsets may be committed."""
+    async def apply_ahead(self, prepared: PreparedBatch) -> AppliedAhead | None:
+        """Load and apply ``prepared`` (its outputs built, nothing sent or saved) while the
+        batch before it waits for the broker and Redis: called once that batch sent its
+        outputs. Its devices of the batch before are taken as that batch is saving them (with
+        the version it writes), its other devices from Redis; R30 sees that batch's user
+        profile updates. :meth:`process_prepared` then sends and saves it, once the batch
+        before is done, or applies it again if that batch was not saved as handed off (a
+        concurrent save, a fenced write, a suppression: R34, R39). None when the batch before
+        has not handed off its last part yet, or this batch has several parts."""
+        handoff = self._handoff
+        if handoff is None or len(prepared.parts) != 1:
+            return None
+        if self.ready is not None and not self.ready.is_set():
+            return None
+        pending, rejected = prepared.parts[0]
+        if not (pending or rejected):
+            return None
+        counters = Counters()
+        staged = await self._stage(pending, rejected, False, counters, handoff)
+        return AppliedAhead(prepared, staged, handoff, counters)
+
+    async def process_prepared(
+        self, prepared: PreparedBatch, ahead: AppliedAhead | None = None
+    ) -> None:
+        """Process a prepared batch completely; returns when its offsets may be committed.
+        ``ahead``: the batch applied ahead (:meth:`apply_ahead`) while the batch before was
+        saved: it sends its outputs once that batch's are acknowledged, and saves once that
+        batch is done (its devices that batch did not save as handed off are applied again,
+        their outputs sent again: R34)."""
         if self.ready is not None and not self.ready.is_set():
             await self.ready.wait()
-        if prepared.blocked:  # (Counter.update runs interpreted: not for nothing)
-            self.counters.blocked_ids.update(prepared.blocked)
-        for pending, rejected in prepared.parts:
-            await self._process_part(pending, rejected)
+        if ahead is not None and ahead.prepared is not prepared:
+            ahead = None
+        if ahead is not None:
+            self.counters.add(ahead.counters)
+            self.counters.applied_ahead += 1
+        handoff = _Handoff()
+        self._handoff = None
+        try:
+            if prepared.blocked:  # (Counter.update runs interpreted: not for nothing)
+                self.counters.blocked_ids.update(prepared.blocked)
+            last = len(prepared.parts) - 1
+            for n, (pending, rejected) in enumerate(prepared.parts):
+                await self._process_part(pending, rejected, handoff if n == last else None, ahead)
+        except BaseException:
+            handoff.finished(failed=True)
+            raise
+        handoff.finished(failed=False)
         self.counters.batches += 1
 
     async def _process_part(
-        self, pending: Sequence[_Accepted], rejected: Sequence[_Rejected]
+        self,
+        pending: Sequence[_Accepted],
+        rejected: Sequence[_Rejected],
+        handoff: _Handoff | None,
+        ahead: AppliedAhead | None,
     ) -> None:
-        conflicts = await self._run(pending, rejected, redo=False)
+        """``handoff``: given for the batch's last part, whose states the next batch may be
+        applied on before they are saved. ``ahead``: this part was applied ahead."""
+        if ahead is not None:
+            staged = ahead.staged
+        elif pending or rejected:
+            staged = await self._stage(pending, rejected, False, self.counters, None)
+        else:
+            if handoff is not None:
+                self._handoff = handoff
+            return
+        conflicts = await self._finish(staged, handoff, ahead.handoff if ahead else None)
         while conflicts:
             # R34: another worker saved some devices since they were loaded (their records
-            # came from two partitions), or a deletion removed them (R39): their events of
-            # this batch are applied again, on the state saved meanwhile (outputs repeat, with
-            # the same messageIds; the suppression list is checked again)
-            self.counters.concurrent_saves += len(conflicts)
+            # came from two partitions), or a deletion removed them (R39), or the batch before
+            # did not save them as it handed them off: their events of this batch are applied
+            # again, on the state saved meanwhile (outputs repeat, with the same messageIds;
+            # the suppression list is checked again)
             pending = [item for item in pending if item.device.key in conflicts]
-            conflicts = await self._run(pending, [], redo=True)
+            redone = await self._stage(pending, [], True, self.counters, None)
+            conflicts = await self._finish(redone, None, None)
 
-    async def _run(
-        self, pending: Sequence[_Accepted], rejected: Sequence[_Rejected], redo: bool
-    ) -> frozenset[str]:
-        """Load, apply, produce and save once; returns the devices saved meanwhile by another
-        worker."""
-        if not (pending or rejected):
-            return frozenset()
+    async def _stage(
+        self,
+        pending: Sequence[_Accepted],
+        rejected: Sequence[_Rejected],
+        redo: bool,
+        counters: Counters,
+        handoff: _Handoff | None,
+    ) -> _Staged:
+        """Load and apply; counted in ``counters``. ``handoff``: the new states and user
+        profile updates of the batch before, not saved yet (:meth:`apply_ahead`)."""
         keys = [item.device.key for item in pending]
         asked = [digest for item in pending for _, digest in item.ids]
         asked += [digest for reject in rejected for _, digest in reject.ids]
         loaded = await self._retrying(lambda: self._store.load_checked(keys, asked), "load")
         checked_at = time.monotonic()
         stored = loaded.devices
+        if handoff is not None:
+            _take_handoff(stored, keys, handoff)
         suppressed = loaded.suppressed
         if loaded.suppressing:  # R39: the userIds the devices have stored, when not asked yet
             extra = set(self._stored_user_ids(stored).values()) - set(asked)
@@ -302,35 +444,73 @@ class BatchProcessor:
                 more = await self._retrying(lambda: self._store.suppressed(list(extra)), "load")
                 suppressed |= more
         if suppressed:
-            pending, rejected = self._drop_suppressed(pending, rejected, stored, suppressed)
-        out = [self._dead_letter(item.record, item.code, item.message) for item in rejected]
-        user_traits = await self._known_traits(pending, stored)
-        applied = self._apply(pending, stored, user_traits, out, redo)
+            pending, rejected = self._drop_suppressed(
+                pending, rejected, stored, suppressed, counters
+            )
+        out = [
+            self._dead_letter(item.record, item.code, item.message, counters) for item in rejected
+        ]
+        user_traits = await self._known_traits(pending, stored, handoff)
+        applied = self._apply(pending, stored, user_traits, out, redo, counters)
+        return _Staged(pending, keys, stored, checked_at, out, applied)
+
+    async def _finish(
+        self, staged: _Staged, handoff: _Handoff | None, before: _Handoff | None
+    ) -> frozenset[str]:
+        """Produce and save once; returns the devices to apply again (saved meanwhile by
+        another worker, or not saved by the batch before as it handed them off).
+        ``handoff``: filled for the next batch, which may be applied on these states meanwhile
+        (and told which were not saved so). ``before``: the batch before, whose unsaved states
+        these were applied on (:meth:`apply_ahead`)."""
+        applied, out = staged.applied, staged.out
+        writes = [
+            DeviceWrite(key, state, delete=key in applied.unrecorded)
+            for key, state in applied.states.items()
+        ]
+        if handoff is not None:
+            handoff.states = {w.key: None if w.delete else (w.state, w.version) for w in writes}
+            handoff.users = applied.users
+            self._handoff = handoff
+        if before is not None:  # outputs in order: after those of the batch before
+            await before.produced.wait()
         if self.writing is not None:
             self.writing.set()
         if out:
             await self._retrying(lambda: self._writer.write(out), "produce")
             self.counters.messages_out.update(record.topic for record in out)
-        writes = [
-            DeviceWrite(key, state, delete=key in applied.unrecorded)
-            for key, state in applied.states.items()
-        ]
+        if handoff is not None:
+            handoff.produced.set()
+        redo: frozenset[str] = frozenset()
+        if before is not None:  # saved after the batch before, on what it saved
+            await before.done.wait()
+            if before.failed:
+                raise RuntimeError("the batch before failed: its states are not saved")
+            troubled = before.troubled
+            redo = frozenset(staged.keys) if troubled is None else troubled & set(staged.keys)
+            if redo:
+                self.counters.ahead_redone += 1
+                writes = [w for w in writes if w.key not in redo]
+                if troubled is None:  # nothing is saved: the profile updates come again too
+                    return _handed_off(handoff, None, redo)
         users, groups = coalesce_profiles(applied.users, applied.groups)
         if not (writes or users or groups):
-            return frozenset()
-        if time.monotonic() - checked_at > self._check_valid_for and await self._newly_suppressed(
-            pending, stored
+            return _handed_off(handoff, redo, redo)
+        if time.monotonic() - staged.checked_at > self._check_valid_for and (
+            await self._newly_suppressed(staged.pending, staged.stored)
         ):
             # R39: a suppression may have taken effect since the check, and its deletion
             # runs again only ENRICHER_REGULATION_SETTLE_SECONDS later: nothing is saved, the
             # events are applied again from a new load and check
-            return frozenset(keys)
+            self.counters.concurrent_saves += len(staged.keys)
+            return _handed_off(handoff, None, frozenset(staged.keys))
         saved = await self._retrying(
             lambda: self._store.save(writes, applied.advanced, users, groups), "save"
         )
         self.counters.fenced_writes += saved.refused
         self.counters.profile_ids_trimmed += saved.trimmed_ids
-        return saved.conflicts
+        self.counters.concurrent_saves += len(saved.conflicts)
+        again = saved.conflicts | redo
+        return _handed_off(handoff, None if saved.refused else again, again)
 
     def _stored_user_ids(self, stored: Mapping[str, DeviceState]) -> dict[str, bytes]:
         """The digest of the userId each loaded device has stored (R39)."""
@@ -344,6 +524,7 @@ class BatchProcessor:
         rejected: Sequence[_Rejected],
         stored: Mapping[str, DeviceState],
         suppressed: frozenset[bytes],
+        counters: Counters,
     ) -> tuple[list[_Accepted], list[_Rejected]]:
         """R39: events carrying a suppressed id leave no trace: no state change, no output, no
         dead letter, no log line; only a count by the kind of id."""
@@ -356,14 +537,14 @@ class BatchProcessor:
             if kind is None:
                 kept.append(item)
             else:
-                self.counters.suppressed[kind] += 1
+                counters.suppressed[kind] += 1
         kept_rejected: list[_Rejected] = []
         for reject in rejected:
             kind = _suppressed_kind(reject.ids, suppressed)
             if kind is None:
                 kept_rejected.append(reject)
             else:
-                self.counters.suppressed[kind] += 1
+                counters.suppressed[kind] += 1
         return kept, kept_rejected
 
     async def _newly_suppressed(
@@ -374,9 +555,13 @@ class BatchProcessor:
         return bool(await self._retrying(lambda: self._store.suppressed(asked), "load"))
 
     async def _known_traits(
-        self, accepted: Sequence[_Accepted], stored: Mapping[str, DeviceState]
+        self,
+        accepted: Sequence[_Accepted],
+        stored: Mapping[str, DeviceState],
+        handoff: _Handoff | None,
     ) -> dict[str, dict[str, Any]]:
-        """R30 reads user profiles: those of every user the batch may name, one round trip."""
+        """R30 reads user profiles: those of every user the batch may name, one round trip;
+        with the updates of the batch before (``handoff``) that may not be saved yet."""
         if not self._policy.context_traits:
             return {}
         candidates = [
@@ -384,9 +569,15 @@ class BatchProcessor:
             for item in accepted
             for user_id in user_ids_named(item.event, stored.get(item.device.key, EMPTY_DEVICE))
         ]
-        return await self._retrying(
+        traits = await self._retrying(
             lambda: self._store.load_user_traits(candidates), "load profiles"
         )
+        if handoff is not None and handoff.users:
+            named = set(candidates)
+            for update in handoff.users:  # in event order: later values win, as when saved
+                if update.user_id in named:
+                    merge_traits(traits.setdefault(update.user_id, {}), update.traits)
+        return traits
 
     def _apply(
         self,
@@ -395,6 +586,7 @@ class BatchProcessor:
         user_traits: dict[str, dict[str, Any]],
         out: list[OutRecord],
         redo: bool,
+        counters: Counters,
     ) -> _Applied:
         """Every event through the rules, per device in input order (R34); outputs and dead
         letters go to ``out``. ``redo``: the events were counted already."""
@@ -409,10 +601,10 @@ class BatchProcessor:
             except Exception as exc:  # a bug must not turn one event into a poison pill
                 # the type and place only: the message may quote the event's personal data
                 log.error("processing %s failed: %s; dead-lettered", item.source, failure_site(exc))
-                out.append(self._dead_letter(item.record, "processing_error", repr(exc)))
+                out.append(self._dead_letter(item.record, "processing_error", repr(exc), counters))
                 continue
             if not redo:
-                self._count(item.event, outcome)
+                _count(counters, item.event, outcome)
             if outcome.status is Status.ALREADY_APPLIED:
                 continue
             applied.states[key] = outcome.state
@@ -425,10 +617,14 @@ class BatchProcessor:
                 continue
             assert outcome.warehouse is not None
             record_key = key.encode("utf-8")
-            self._output(item.record, self._topics.warehouse, record_key, outcome.warehouse, out)
+            self._output(
+                item.record, self._topics.warehouse, record_key, outcome.warehouse, out, counters
+            )
             if outcome.destinations is not None:
                 destinations = outcome.destinations
-                self._output(item.record, self._topics.destinations, record_key, destinations, out)
+                self._output(
+                    item.record, self._topics.destinations, record_key, destinations, out, counters
+                )
             if outcome.user_update is not None:
                 applied.users.append(outcome.user_update)
                 if self._policy.context_traits:  # R30: later events of the batch see them
@@ -501,6 +697,7 @@ class BatchProcessor:
         key: bytes,
         message: dict[str, Any],
         out: list[OutRecord],
+        counters: Counters,
     ) -> None:
         """One output record, or a dead letter when the broker would refuse it (over the
         record limit: a rejected record would stop the batch, and every retry, for good)."""
@@ -512,26 +709,14 @@ class BatchProcessor:
             f"the {topic} message is {len(record.value)} bytes, over the "
             f"{self._max_record_bytes}-byte record limit (ENRICHER_MAX_RECORD_BYTES)"
         )
-        out.append(self._dead_letter(source, "output_too_large", problem))
+        out.append(self._dead_letter(source, "output_too_large", problem, counters))
 
-    def _dead_letter(self, record: InRecord, code: str, message: str) -> OutRecord:
-        self.counters.dead_letters[code] += 1
+    def _dead_letter(
+        self, record: InRecord, code: str, message: str, counters: Counters
+    ) -> OutRecord:
+        counters.dead_letters[code] += 1
         value = dead_letter_value(record, code, message, self._clock_ms(), self._max_record_bytes)
         return OutRecord(self._topics.deadletter, record.key, value)
-
-    def _count(self, event: RawEvent, outcome: EventOutcome) -> None:
-        self.counters.events_in[event.type] += 1
-        if outcome.status is Status.DUPLICATE:
-            self.counters.duplicates += 1
-        elif outcome.status is Status.ALREADY_APPLIED:
-            self.counters.already_applied += 1
-        if outcome.not_cached is not None:  # R35: counted
-            self.counters.traits_not_cached[outcome.not_cached] += 1
-        if outcome.identity is not None:
-            self.counters.rotations += outcome.identity.rotated
-            self.counters.generated_anonymous_ids += (
-                outcome.identity.anonymous_id_source == "generated"
-            )
 
     async def _retrying(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
         timer = self.redis_timer
@@ -558,3 +743,40 @@ def _suppressed_kind(
         if digest in suppressed:
             return kind
     return None
+
+
+def _count(counters: Counters, event: RawEvent, outcome: EventOutcome) -> None:
+    counters.events_in[event.type] += 1
+    if outcome.status is Status.DUPLICATE:
+        counters.duplicates += 1
+    elif outcome.status is Status.ALREADY_APPLIED:
+        counters.already_applied += 1
+    if outcome.not_cached is not None:  # R35: counted
+        counters.traits_not_cached[outcome.not_cached] += 1
+    if outcome.identity is not None:
+        counters.rotations += outcome.identity.rotated
+        counters.generated_anonymous_ids += outcome.identity.anonymous_id_source == "generated"
+
+
+def _take_handoff(stored: dict[str, DeviceState], keys: Sequence[str], handoff: _Handoff) -> None:
+    """The devices of the batch before as it is saving them, with the version it writes (a
+    deleted one is absent), in place of what Redis held when they were loaded."""
+    states = handoff.states
+    for key in dict.fromkeys(keys):
+        if key in states:
+            entry = states[key]
+            if entry is None:
+                stored.pop(key, None)
+            else:
+                state, version = entry
+                stored[key] = state.changed(version=version)
+
+
+def _handed_off(
+    handoff: _Handoff | None, troubled: frozenset[str] | None, again: frozenset[str]
+) -> frozenset[str]:
+    """Tell the next batch which handed-off states were not saved so (None: any); return
+    ``again``, the devices to apply again."""
+    if handoff is not None:
+        handoff.troubled = troubled
+    return again

@@ -8,10 +8,17 @@ acknowledged and its state saved (every ``ENRICHER_COMMIT_INTERVAL`` seconds, an
 the worker has caught up). Faust still runs the worker: lifecycle, web server, lookups,
 commands (``faust -A streams.app worker`` works as before).
 
-Rebalances wait for the batch in flight, never longer: the revocation callback returns when
-the current batch is done and committed. The next batch, fetched and validated while the one
-in flight waited for the broker and Redis, is then dropped: its records are fetched again from
-the committed offsets by whoever owns their partitions now.
+While a batch waits for the broker to acknowledge its outputs and for Redis to save its
+state, the next batch is fetched, validated, loaded and applied on the states being saved
+(``BatchProcessor.apply_ahead``); it sends its outputs once the batch before's are
+acknowledged and saves once that batch is done (its devices that batch did not save as handed
+off are applied again: R34). At most two batches are in flight; they send and save in order,
+and finish (offsets done) in order.
+
+Rebalances wait for the batches in flight, never longer: the revocation callback returns when
+they are done and committed. A batch fetched (and applied) meanwhile is then dropped before it
+sends anything: its records are fetched again from the committed offsets by whoever owns
+their partitions now.
 """
 
 from __future__ import annotations
@@ -25,10 +32,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError
 from mode import Service
 
-from streams.observe.logs import batch_context
+from streams.observe.logs import batch_context, failure_site
 from streams.observe.metrics import ConsumedPositions, WorkerMetrics
 from streams.settings import Settings
-from streams.worker.batch import BatchProcessor, PreparedBatch
+from streams.worker.batch import AppliedAhead, BatchProcessor, PreparedBatch
 from streams.worker.groups import member_consumer
 from streams.worker.records import InRecord
 
@@ -65,7 +72,8 @@ class RawConsumer(Service):
             metrics.watch_partitions(self.positions.offsets)
         self._settings = settings
         self._processor = processor
-        self._idle = asyncio.Event()
+        self._in_flight = 0
+        self._idle = asyncio.Event()  # set while no batch is in flight
         self._idle.set()
         self._consumer: AIOKafkaConsumer | None = None
         self._done: dict[TopicPartition, int] = {}  # finished, not yet committed
@@ -118,14 +126,13 @@ class RawConsumer(Service):
 
     @Service.task
     async def _consume(self) -> None:
-        """Fetch, validate and process batches in turn. The next batch is fetched and validated
-        while the one before waits for Redis and the broker (about a quarter of a batch's
-        time), then processed once it is done: batches are still processed one at a time, in
-        order."""
+        """Fetch, validate and process batches in turn. The next batch is fetched, validated,
+        loaded and applied while the one before waits for Redis and the broker (a quarter to a
+        third of a batch's time), then sent and saved once it is done."""
         assert self._consumer is not None
         consumer = self._consumer
         within_ms = int(self._settings.batch_within * 1000)
-        running: asyncio.Future[None] | None = None
+        running: list[asyncio.Future[None]] = []  # in order; at most two
         try:
             while not self.should_stop:
                 try:
@@ -133,8 +140,7 @@ class RawConsumer(Service):
                 except (ConsumerStoppedError, IllegalStateError):
                     return
                 if not fetched:
-                    await self._finished(running)
-                    running = None
+                    running = await self._finished(running)
                     # caught up: what was finished is committed now, not when the next batch
                     # comes (the group's lag, as Kafka's tools show it, falls to zero)
                     await self.commit()
@@ -146,17 +152,37 @@ class RawConsumer(Service):
                     for m in messages
                 ]
                 prepared = self._processor.prepare(records)
-                await self._finished(running)
-                running = None
+                # every batch but the last is done: what is not in the last is saved in Redis
+                running = await self._finished(running, but_last=True)
+                ahead = await self._apply_ahead(prepared, running)
+                if ahead is None:
+                    running = await self._finished(running)
+                else:  # started once the batch before's outputs are acknowledged
+                    await ahead.before_sent()
                 if generation != self._generation or self.should_stop:
-                    # partitions were revoked meanwhile: the batch before was committed, and
+                    # partitions were revoked meanwhile: the batches before were committed, and
                     # these records are fetched again from there by whoever owns them now
                     continue
-                self._idle.clear()  # (no await since the check: a revocation waits for it)
-                running = asyncio.ensure_future(self._run_batch(fetched, records, prepared))
-                await self._until_writing(running)
+                self._in_flight += 1  # (no await since the check: a revocation waits for it)
+                self._idle.clear()
+                batch = asyncio.ensure_future(self._run_batch(fetched, records, prepared, ahead))
+                running.append(batch)
+                await self._until_writing(batch)
         finally:
             await self._finished(running)
+
+    async def _apply_ahead(
+        self, prepared: PreparedBatch | None, running: list[asyncio.Future[None]]
+    ) -> AppliedAhead | None:
+        """The next batch applied while the one in flight is saved (None when that one is
+        done already, or this one could not be: it is then processed as usual)."""
+        if prepared is None or not running or running[-1].done():
+            return None
+        try:
+            return await self._processor.apply_ahead(prepared)
+        except Exception as exc:  # processed as usual, where a failure stops the worker
+            log.warning("applying the next batch ahead failed: %s", failure_site(exc))
+            return None
 
     async def _until_writing(self, running: asyncio.Future[None]) -> None:
         """Until the batch in flight sent its outputs (or is done): fetched earlier, the next
@@ -172,11 +198,15 @@ class RawConsumer(Service):
         finally:
             waiter.cancel()
 
-    async def _finished(self, running: asyncio.Future[None] | None) -> None:
-        """Wait for the batch in flight, if any (a stop in the middle of it lets it finish
-        first)."""
-        if running is not None:
-            await asyncio.shield(running)
+    async def _finished(
+        self, running: list[asyncio.Future[None]], but_last: bool = False
+    ) -> list[asyncio.Future[None]]:
+        """Wait for the batches in flight (``but_last``: all but the last), in order (a stop
+        in the middle of one lets it finish first); returns those still in flight."""
+        waited = running[:-1] if but_last else running
+        for batch in waited:
+            await asyncio.shield(batch)
+        return running[len(waited) :]
 
     async def _fetch_fairly(
         self, consumer: AIOKafkaConsumer, within_ms: int
@@ -210,6 +240,7 @@ class RawConsumer(Service):
         fetched: dict[TopicPartition, list[Any]],
         records: list[InRecord],
         prepared: PreparedBatch | None,
+        ahead: AppliedAhead | None = None,
     ) -> None:
         try:
             started = time.perf_counter()
@@ -218,7 +249,7 @@ class RawConsumer(Service):
                     if prepared is None:  # a source topic's id was not known yet
                         await self._processor.process(records)
                     else:
-                        await self._processor.process_prepared(prepared)
+                        await self._processor.process_prepared(prepared, ahead)
             except Exception as exc:
                 # not an outage (those are waited out) but a bug or a misconfiguration: stop
                 # the worker without committing, so the batch is redone after the fix
@@ -233,7 +264,9 @@ class RawConsumer(Service):
             if time.monotonic() - self._committed_at >= self._settings.commit_interval:
                 await self.commit()
         finally:
-            self._idle.set()
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
 
 
 async def _buffered(

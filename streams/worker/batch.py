@@ -343,13 +343,14 @@ class BatchProcessor:
 
     async def apply_ahead(self, prepared: PreparedBatch) -> AppliedAhead | None:
         """Load and apply ``prepared`` (its outputs built, nothing sent or saved) while the
-        batch before it waits for the broker and Redis: called once that batch sent its
-        outputs. Its devices of the batch before are taken as that batch is saving them (with
-        the version it writes), its other devices from Redis; R30 sees that batch's user
-        profile updates. :meth:`process_prepared` then sends and saves it, once the batch
-        before is done, or applies it again if that batch was not saved as handed off (a
-        concurrent save, a fenced write, a suppression: R34, R39). None when the batch before
-        has not handed off its last part yet, or this batch has several parts."""
+        batch before it waits for the broker and Redis: called once that batch is sending its
+        outputs, and every batch before that one is done. Its devices of the batch before are
+        taken as that batch is saving them (with the version it writes), its other devices
+        from Redis; R30 sees that batch's user profile updates. :meth:`process_prepared` then
+        sends it after the batch before's outputs are acknowledged and saves it once that
+        batch is done, applying again first its devices that batch did not save as handed off
+        (a concurrent save, a fenced write, a suppression: R34, R39). None when the batch
+        before has not handed off its last part yet, or this batch has several parts."""
         handoff = self._handoff
         if handoff is None or len(prepared.parts) != 1:
             return None

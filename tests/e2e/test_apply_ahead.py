@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -78,6 +78,30 @@ class Rig:
         record: bytes | None = await self.client.get(self.keys.device(device))
         return record
 
+    async def two_batches(
+        self,
+        first: list[InRecord],
+        second: list[InRecord],
+        meanwhile: Callable[[], Awaitable[Any]],
+    ) -> tuple[bool, Any, int]:
+        """``first`` processed, held at the gate as it sends its outputs; ``meanwhile`` runs,
+        then ``second`` is applied ahead (still held), and both are processed in turn.
+        Returns whether ``second`` was applied ahead, what ``meanwhile`` returned, and the
+        events counted while it was held."""
+        processor = self.processor
+        before, after = processor.prepare(first), processor.prepare(second)
+        assert before is not None and after is not None
+        self.writer.gate.clear()
+        running = asyncio.ensure_future(processor.process_prepared(before))
+        await self.writer.reached.wait()
+        seen = await meanwhile()
+        ahead = await processor.apply_ahead(after)
+        counted = sum(processor.counters.events_in.values())
+        self.writer.gate.set()
+        await running
+        await processor.process_prepared(after, ahead)
+        return ahead is not None, seen, counted
+
 
 async def rigged(settings: Settings, redis_url: str, scenario: Any) -> Any:
     writer = BatchWriter(settings)
@@ -99,38 +123,26 @@ def ahead_settings(stack: StackEndpoints) -> Settings:
 
 
 async def builds_on_the_unsaved_batch(rig: Rig) -> dict[str, Any]:
-    processor, writer = rig.processor, rig.writer
-    first = processor.prepare(
+    applied, unsaved, counted_ahead = await rig.two_batches(
         [
             raw(0, 0, "dev-a", {"type": "identify", "userId": "u-1", "traits": {"plan": "pro"}}),
             raw(0, 1, "dev-a", {"type": "track", "event": "Opened", "anonymousId": "aid-a"}),
-        ]
-    )
-    second = processor.prepare(
+        ],
         [
             raw(0, 2, "dev-a", {"type": "track", "event": "Paid"}),
             raw(0, 3, "dev-b", {"type": "track", "event": "Seen", "userId": "u-1"}),
-        ]
+        ],
+        lambda: rig.stored("dev-a"),  # the first batch is held before its save
     )
-    assert first is not None and second is not None
-    writer.gate.clear()
-    running = asyncio.ensure_future(processor.process_prepared(first))
-    await writer.reached.wait()  # the first batch sent its outputs: it waits at the gate
-    ahead = await processor.apply_ahead(second)
-    unsaved = await rig.stored("dev-a")
-    counted_ahead = sum(processor.counters.events_in.values())
-    writer.gate.set()
-    await running
-    await processor.process_prepared(second, ahead)
     record = await rig.stored("dev-a")
     assert record is not None
     return {
-        "applied": ahead is not None,
+        "applied": applied,
         "unsaved": unsaved,
         "counted_ahead": counted_ahead,
-        "counters": processor.counters,
-        "paid": writer.by_message_id("m-0-2"),
-        "seen": writer.by_message_id("m-0-3"),
+        "counters": rig.processor.counters,
+        "paid": rig.writer.by_message_id("m-0-2"),
+        "seen": rig.writer.by_message_id("m-0-3"),
         "fence": decode_device(record).applied,
     }
 
@@ -155,31 +167,20 @@ def test_a_batch_applied_ahead_sees_the_unsaved_states_of_the_batch_before(
 
 
 async def redone_after_a_concurrent_save(rig: Rig) -> dict[str, Any]:
-    processor, writer = rig.processor, rig.writer
-    first = processor.prepare(
-        [raw(0, 0, "dev-c", {"type": "identify", "userId": "u-2", "traits": {"a": 1}})]
+    applied, _, _ = await rig.two_batches(
+        [raw(0, 0, "dev-c", {"type": "identify", "userId": "u-2", "traits": {"a": 1}})],
+        [raw(0, 1, "dev-c", {"type": "identify", "userId": "u-2", "traits": {"c": 3}})],
+        # another worker saves the device meanwhile (its records come from two partitions)
+        lambda: rig.other.process(
+            [raw(1, 0, "dev-c", {"type": "identify", "userId": "u-2", "traits": {"b": 2}})]
+        ),
     )
-    second = processor.prepare(
-        [raw(0, 1, "dev-c", {"type": "identify", "userId": "u-2", "traits": {"c": 3}})]
-    )
-    assert first is not None and second is not None
-    writer.gate.clear()
-    running = asyncio.ensure_future(processor.process_prepared(first))
-    await writer.reached.wait()
-    # another worker saves the device meanwhile (its records come from two partitions)
-    await rig.other.process(
-        [raw(1, 0, "dev-c", {"type": "identify", "userId": "u-2", "traits": {"b": 2}})]
-    )
-    ahead = await processor.apply_ahead(second)
-    writer.gate.set()
-    await running
-    await processor.process_prepared(second, ahead)
     record = await rig.stored("dev-c")
     assert record is not None
     return {
-        "applied": ahead is not None,
-        "counters": processor.counters,
-        "second": writer.by_message_id("m-0-1"),
+        "applied": applied,
+        "counters": rig.processor.counters,
+        "second": rig.writer.by_message_id("m-0-1"),
         "traits": decode_device(record).utraits,
     }
 

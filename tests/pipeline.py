@@ -339,9 +339,11 @@ async def read_topic(bootstrap: str, topic: str, count: int, timeout: float) -> 
                     )
                 if messages:
                     positions[tp] = messages[-1].offset + 1
-        # anything beyond the expected count would be a bug: read a little longer
+        # anything beyond the expected count would be a bug: read a little longer (half a
+        # second: the worker sends a batch's outputs in one write, so a stray record comes
+        # with the rest or from a redo seconds later, which no short window sees)
         if len(records) >= count:
-            batch = await consumer.getmany(timeout_ms=1000)
+            batch = await consumer.getmany(timeout_ms=500)
             for tp, messages in batch.items():
                 for m in messages:
                     records.append(

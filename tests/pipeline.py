@@ -340,8 +340,8 @@ async def read_topic(bootstrap: str, topic: str, count: int, timeout: float) -> 
                 if messages:
                     positions[tp] = messages[-1].offset + 1
         # anything beyond the expected count would be a bug: read a little longer (half a
-        # second: the worker sends a batch's outputs in one write, so a stray record comes
-        # with the rest or from a redo seconds later, which no short window sees)
+        # second: the worker sends a batch's outputs in one write, and sends them again after
+        # a concurrent save within a save's round trip, milliseconds later)
         if len(records) >= count:
             batch = await consumer.getmany(timeout_ms=500)
             for tp, messages in batch.items():

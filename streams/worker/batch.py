@@ -220,8 +220,6 @@ class _Handoff:
 
     def finished(self, failed: bool) -> None:
         self.failed = failed
-        if failed:
-            self.troubled = None
         self.produced.set()
         self.done.set()
 
@@ -490,9 +488,9 @@ class BatchProcessor:
             redo = frozenset(staged.keys) if troubled is None else troubled & set(staged.keys)
             if redo:
                 self.counters.ahead_redone += 1
-                writes = [w for w in writes if w.key not in redo]
                 if troubled is None:  # nothing is saved: the profile updates come again too
                     return _handed_off(handoff, None, redo)
+                writes = [w for w in writes if w.key not in redo]
         users, groups = coalesce_profiles(applied.users, applied.groups)
         if not (writes or users or groups):
             return _handed_off(handoff, redo, redo)

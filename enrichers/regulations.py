@@ -198,24 +198,44 @@ def parse_regulation(document: Any) -> Regulation:
 _PREFIX: Final[Mapping[str, bytes]] = {"userId": b"u\0", "anonymousId": b"a\0", "device": b"d\0"}
 
 
-@dataclass(frozen=True, slots=True)
 class Digests:
     """The suppression list's names for ids: keyed BLAKE2b of the kind and the id, so the list
     (and anything else stored about a regulation) never holds an id, and an id cannot be
-    confirmed by hashing guesses without the key."""
+    confirmed by hashing guesses without the key. The digests of recent ids are kept in
+    memory (a device's ids come back on every event it sends: issue 21)."""
 
-    key: bytes
+    CACHED: Final = 65_536
+    """Most digests kept; the cache starts over when full."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self._keyed = hashlib.blake2b(key=key, digest_size=16)  # copied: the key hashed once
+        self._cache: dict[bytes, bytes] = {}
 
     @classmethod
     def from_secret(cls, secret: bytes) -> Digests:
         return cls(hashlib.sha256(b"identity-enricher regulations\0" + secret).digest())
 
     def of(self, kind: str, identifier: str) -> bytes:
-        return hashlib.blake2b(
-            _PREFIX[kind] + identifier.encode("utf-8", "surrogatepass"),
-            key=self.key,
-            digest_size=16,
-        ).digest()
+        named = _PREFIX[kind] + identifier.encode("utf-8", "surrogatepass")
+        digest = self._cache.get(named)
+        if digest is None:
+            hasher = self._keyed.copy()
+            hasher.update(named)
+            digest = hasher.digest()
+            if len(self._cache) >= self.CACHED:
+                self._cache.clear()
+            self._cache[named] = digest
+        return digest
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Digests) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __repr__(self) -> str:
+        return "Digests(<key>)"
 
     @property
     def fingerprint(self) -> str:

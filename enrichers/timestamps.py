@@ -25,13 +25,15 @@ def parse_iso_ms(text: Any) -> int | None:
 
 def _parsed(text: Any) -> tuple[int | None, bool]:
     """:func:`parse_iso_ms`, and whether ``text`` is written as :func:`format_iso_ms` writes
-    (then it is used as given: one pattern match per value, not two)."""
+    (then it is used as given). What clients send is checked by its shape and its second
+    (parsed once, then cached): no pattern match, no datetime per value (issue 21)."""
     if not isinstance(text, str) or not text:
         return None, False
-    if _CANONICAL.fullmatch(text):  # what clients send: the second parsed once, then cached
+    if len(text) == 24 and text[23] == "Z" and text[19] == ".":
         seconds = _canonical_second(text[:19])
-        if seconds is not None:
-            return seconds * 1000 + int(text[20:23]), True
+        millis = _MILLIS.get(text[20:23])
+        if seconds is not None and millis is not None:
+            return seconds * 1000 + millis, True
     return _parsed_iso(text), False
 
 
@@ -49,18 +51,20 @@ def _parsed_iso(text: str) -> int | None:
     return epoch_ms if MIN_MS <= epoch_ms <= MAX_MS else None
 
 
-_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", re.ASCII)
-"""``YYYY-MM-DDTHH:MM:SS.mmmZ``, as :func:`format_iso_ms` writes it and Analytics.js sends."""
+_MILLIS: Final[dict[str, int]] = {f"{n:03d}": n for n in range(1000)}
+"""The milliseconds of a canonical date-time, by their three digits."""
 
 
 @lru_cache(maxsize=8192)
 def _canonical_second(prefix: str) -> int | None:
-    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` in UTC, None when no such second exists."""
+    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` in UTC, None when ``prefix`` is not that
+    (exactly as :func:`format_iso_ms` writes it) or no such second exists."""
     try:
         moment = datetime.fromisoformat(prefix).replace(tzinfo=UTC)
     except ValueError:
         return None
-    return (moment - _EPOCH) // timedelta(seconds=1)
+    seconds = (moment - _EPOCH) // timedelta(seconds=1)
+    return seconds if _second_prefix(seconds) == prefix + "." else None
 
 
 _END_OF_DAY = re.compile(r"^(.+)T24(?::?00(?::?00(?:[.,]0+)?)?)?(Z|[+-]\d\d(?::?\d\d)?)?$")
@@ -82,7 +86,10 @@ def format_iso_ms(epoch_ms: int) -> str:
     """ISO-8601 UTC with milliseconds and ``Z``, the year always in four digits; ``epoch_ms``
     must lie in years 0001-9999 (:data:`MIN_MS` to :data:`MAX_MS`)."""
     seconds, millis = divmod(epoch_ms, 1000)
-    return f"{_second_prefix(seconds)}{millis:03d}Z"
+    return _second_prefix(seconds) + _MILLIS_Z[millis]
+
+
+_MILLIS_Z: Final[tuple[str, ...]] = tuple(f"{n:03d}Z" for n in range(1000))
 
 
 @lru_cache(maxsize=8192)

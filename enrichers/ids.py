@@ -16,9 +16,10 @@ def derive_uuid4(*parts: str) -> str:
     digest = hashlib.blake2b(_SEPARATOR.join(parts).encode("utf-8"), digest_size=16).digest()
     # what uuid.UUID(bytes=digest, version=4) prints, without building one: the version
     # nibble set to 4, the variant bits to 10
-    h = bytes(
-        (*digest[:6], (digest[6] & 0x0F) | 0x40, digest[7], (digest[8] & 0x3F) | 0x80, *digest[9:])
-    ).hex()
+    raw = bytearray(digest)
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 

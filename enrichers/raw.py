@@ -57,6 +57,10 @@ class Rejection:
     message: str
 
 
+_NO_OPTIONS: Final[Mapping[str, Any]] = {}
+"""The options of an event without any (read-only: one for all, not one per call)."""
+
+
 @dataclass(frozen=True, slots=True, init=False)
 class RawEvent:
     """A validated raw event: ``type`` is known and every field has an acceptable type."""
@@ -80,7 +84,7 @@ class RawEvent:
     @property
     def options(self) -> Mapping[str, Any]:
         options = self.fields.get("options")
-        return options if options is not None else {}
+        return options if options is not None else _NO_OPTIONS
 
 
 def _is_id(value: Any) -> bool:

@@ -270,7 +270,9 @@ class StateStore:
             call.ids.append(write.key)
             streams = advanced.get(write.key, {})
             record = b"" if write.delete else encode_device(write.state, write.version)
-            batch = "".join([str(write.state.version), *(f";{s}={o}" for s, o in streams.items())])
+            batch = str(write.state.version)
+            for stream, offset in streams.items():
+                batch += f";{stream}={offset}"
             call.args.append(b"%s\n%s" % (batch.encode(), record))
         calls += saves.values()
         if not calls:
@@ -352,9 +354,9 @@ def encode_device(state: DeviceState, version: int | None = None) -> bytes:
     recent = state.recent
     if version is None:
         version = next_version(state.version)
-    head = f"{VERSION}={version};{_FORMAT}={FORMAT}" + "".join(
-        f";{stream}={offset}" for stream, offset in state.applied.items()
-    )
+    head = f"{VERSION}={version};{_FORMAT}={FORMAT}"
+    for stream, offset in state.applied.items():  # (a loop: a generator is slower compiled)
+        head += f";{stream}={offset}"
     return b"".join(
         (
             head.encode(),

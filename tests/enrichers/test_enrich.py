@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import uuid
 
 from enrichers import (
     DEFAULT_POLICY,
@@ -16,6 +18,7 @@ from enrichers import (
     resolve_device,
 )
 from enrichers.enrich import EventOutcome
+from enrichers.ids import derive_uuid4
 from enrichers.profiles import coalesce_profiles
 from enrichers.timestamps import format_iso_ms, parse_iso_ms
 from tests.rules import Rules, raw
@@ -74,6 +77,14 @@ def test_r5_generated_anonymous_id_is_uuid4_and_deterministic() -> None:
     assert ids == [o.warehouse["anonymousId"] for o in second if o.warehouse]
     assert all(UUID4.match(i) for i in ids)
     assert ids[0] != ids[1]  # R10: reset gives a new one
+
+
+def test_r5_r32_derived_ids_are_those_of_every_earlier_version() -> None:
+    """A replay derives the ids the first run wrote (issue 21 formats them without
+    ``uuid.UUID``): BLAKE2b of the parts, as a version-4 UUID."""
+    for parts in (("anonymousId", "device-1", "m-1", "0"), ("messageId", "raw", "3", "41")):
+        digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).digest()
+        assert derive_uuid4(*parts) == str(uuid.UUID(bytes=digest, version=4))
 
 
 def test_r5_id_after_forget_was_never_seen_on_the_device() -> None:

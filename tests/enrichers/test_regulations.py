@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from enrichers import Placeholders
@@ -83,6 +85,18 @@ def test_r39_digests_depend_on_the_kind_the_id_and_the_key() -> None:
     assert DIGESTS.of("userId", "x") != Digests.from_secret(b"other").of("userId", "x")
     assert b"x" not in DIGESTS.of("userId", "x") and len(DIGESTS.of("device", "x")) == 16
     assert DIGESTS.fingerprint != Digests.from_secret(b"other").fingerprint
+
+
+def test_r39_digests_are_keyed_blake2b_however_often_an_id_comes_back() -> None:
+    """The suppression list holds digests written before the digests of recent ids were kept
+    in memory (issue 21): each stays the keyed BLAKE2b of the kind and the id."""
+    digests = Digests.from_secret(b"k")
+    for _ in range(2):  # computed, then remembered
+        for kind, prefix in (("userId", b"u"), ("anonymousId", b"a"), ("device", b"d")):
+            for identifier in ("x", "user-1", "\udcff"):
+                named = prefix + b"\0" + identifier.encode("utf-8", "surrogatepass")
+                expected = hashlib.blake2b(named, key=digests.key, digest_size=16).digest()
+                assert digests.of(kind, identifier) == expected
 
 
 def test_r39_an_event_is_checked_by_device_user_anonymous_and_stored_user_ids() -> None:

@@ -99,3 +99,25 @@ def test_r31_canonical_and_other_spellings_of_a_time_give_the_same_times(
     assert resolve_times(offset(received_ms), offset(original_ms), sent, 0) == canonical
     for written in (canonical.received_at, canonical.original_timestamp, canonical.timestamp):
         assert written == format_iso_ms(parse_iso_ms(written) or 0)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("2024-02-30T10:00:00.000Z", None),  # the shape, but no such day
+        ("2024-03-01T10:00:60.000Z", None),  # no such second
+        ("2024-03-01T10:00:00.12aZ", None),
+        ("2024-03-01 10:00:00.123Z", "2024-03-01T10:00:00.123Z"),  # read, written canonical
+        ("2024-03-01T10:00:00,123Z", "2024-03-01T10:00:00.123Z"),
+        ("\uff12024-03-01T10:00:00.123Z", None),  # a digit that is not ASCII
+    ],
+)
+def test_r31_only_the_canonical_spelling_is_passed_through_as_written(
+    given: str, expected: str | None
+) -> None:
+    """Issue 21 recognises the canonical spelling by its shape: a value of that shape that is
+    not a canonical date-time is read as any other (or is no date), never passed through."""
+    times = resolve_times(given, None, None, RECORD_MS)
+    assert times.received_at == (expected or format_iso_ms(RECORD_MS))
+    assert parse_iso_ms(given) == (None if expected is None else parse_iso_ms(expected))
+

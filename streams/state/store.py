@@ -31,6 +31,7 @@ from redis.exceptions import NoScriptError
 from enrichers import DeviceState
 from enrichers.policy import DAY_MS
 from enrichers.profiles import ProfileMerge
+from enrichers.state import RECENT_MESSAGE_IDS
 from streams.state.keys import KeySpace
 from streams.state.redis_client import RedisClient, is_cluster
 
@@ -365,9 +366,19 @@ def encode_device(state: DeviceState, version: int | None = None) -> bytes:
             b"\n",
             bytes((flags,)),
             *packed,
-            struct.pack(f">{len(recent)}Q", *recent),
+            _digests_struct(len(recent)).pack(*recent),
         )
     )
+
+
+_DIGESTS_STRUCTS: Final = tuple(struct.Struct(f">{n}Q") for n in range(RECENT_MESSAGE_IDS + 1))
+
+
+def _digests_struct(count: int) -> struct.Struct:
+    """The layout of ``count`` packed messageId digests (made once for every window size)."""
+    if count < len(_DIGESTS_STRUCTS):
+        return _DIGESTS_STRUCTS[count]
+    return struct.Struct(f">{count}Q")
 
 
 def next_version(version: int) -> int:
@@ -423,7 +434,7 @@ def decode_device(record: bytes) -> DeviceState:
         gid=document.get("g"),
         gtraits=document.get("gt") or {},
         last_seen_ms=last_seen,
-        recent=struct.unpack(f">{(len(packed) - at) // 8}Q", packed[at:]),
+        recent=_digests_struct((len(packed) - at) // 8).unpack_from(packed, at),
         generated=document.get("n", 0),
         applied=applied,
         consent=document.get("c"),

@@ -42,8 +42,11 @@ from streams.worker.writer import BatchWriter
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL_SECONDS = 30.0
-GC_THRESHOLDS = (50_000, 20, 100)
-"""The cyclic garbage collector's thresholds in the worker (Python's defaults: 700, 10, 10)."""
+GC_THRESHOLDS = (200_000, 20, 100)
+"""The cyclic garbage collector's thresholds in the worker (Python's defaults: 700, 10, 10).
+A young collection walks every young object still alive, and a batch in flight keeps its
+events' objects alive: 200,000 took the batch path from 34.7 to 32.6 µs per event against
+50,000 (3 runs each); 1,000,000 gained nothing more (issue 21)."""
 
 
 class EnricherApp(faust.App):

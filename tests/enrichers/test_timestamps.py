@@ -120,4 +120,3 @@ def test_r31_only_the_canonical_spelling_is_passed_through_as_written(
     times = resolve_times(given, None, None, RECORD_MS)
     assert times.received_at == (expected or format_iso_ms(RECORD_MS))
     assert parse_iso_ms(given) == (None if expected is None else parse_iso_ms(expected))
-

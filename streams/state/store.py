@@ -210,28 +210,43 @@ class StateStore:
         return _suppressed_reply(digests, reply)[1]
 
     async def load_user_traits(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The merged traits of each user profile (absent users are left out)."""
-        profiles = await self.load_profiles("user", user_ids)
-        return {user_id: dict(profile.traits) for user_id, profile in profiles.items()}
+        """The merged traits of each user profile (users without any are left out): the
+        profiles' trait fields only (R30 reads them for every user a batch names)."""
+        return {
+            user_id: {name[2:].decode(): orjson.loads(value) for name, value in fields.items()}
+            for user_id, fields in (await self._profile_fields("user", user_ids, "traits")).items()
+        }
 
     async def load_profiles(
         self, kind: str, identifiers: Sequence[str]
     ) -> dict[str, StoredProfile]:
         """User (``kind`` "user") or group profiles, absent ones left out: one round trip
         (``profiles.lua`` reads a profile still in format 1 from its four keys)."""
+        return {
+            identifier: decode_profile(fields)
+            for identifier, fields in (
+                await self._profile_fields(kind, identifiers, "read")
+            ).items()
+        }
+
+    async def _profile_fields(
+        self, kind: str, identifiers: Sequence[str], mode: str
+    ) -> dict[str, dict[bytes, bytes]]:
+        """``profiles.lua`` ``mode`` ("read" or "traits"): each profile's fields that the mode
+        returns, profiles without any left out."""
         calls: dict[int, _ScriptCall] = {}
         for identifier in dict.fromkeys(identifiers):
             keys = self._keys.profile(kind, identifier)
             call = calls.get(slot := self._slot(keys[0]))
             if call is None:
-                call = calls[slot] = _ScriptCall("profiles.lua", ["read"])
+                call = calls[slot] = _ScriptCall("profiles.lua", [mode])
             call.keys += keys
             call.ids.append(identifier)
         if not calls:
             return {}
         replies = await self._scripted(lambda: self._run_calls(calls.values()))
         return {
-            identifier: decode_profile(dict(zip(fields[::2], fields[1::2], strict=True)))
+            identifier: dict(zip(fields[::2], fields[1::2], strict=True))
             for call, profiles in zip(calls.values(), replies, strict=True)
             for identifier, fields in zip(call.ids, profiles, strict=True)
             if fields

@@ -206,6 +206,30 @@ def test_user_profile_merges_traits_and_remembers_anonymous_ids(redis_url: str) 
     }
 
 
+def test_r30_user_traits_are_read_alone_from_profiles_of_either_format(redis_url: str) -> None:
+    """R30 reads the traits of every user a batch names: their trait fields only (format 2,
+    and format 1 before its next merge), users without a profile or without traits left
+    out."""
+
+    async def body(store: StateStore, client: RedisClient) -> dict[str, dict[str, Any]]:
+        updates = [
+            UserProfileUpdate("new", "a1", 100, {"plan": "pro", "seats": 3}, "d1"),
+            UserProfileUpdate("bare", "a2", 100, None, "d2"),
+        ]
+        users, groups = coalesce_profiles(updates, [])
+        await store.save([], {}, users, groups)
+        _, traits_key, meta_key, aids_key, _ = store.keys.profile("user", "old")
+        await client.hset(traits_key, mapping={"plan": '"free"'})
+        await client.hset(meta_key, mapping={"first_seen": "100", "last_seen": "200"})
+        await client.zadd(aids_key, {"a0": 100})
+        return await store.load_user_traits(["new", "bare", "old", "nobody", "new"])
+
+    assert with_store(redis_url, body) == {
+        "new": {"plan": "pro", "seats": 3},
+        "old": {"plan": "free"},
+    }
+
+
 def test_a_profile_in_format_1_is_read_and_moved_into_one_hash_by_its_next_merge(
     redis_url: str,
 ) -> None:

@@ -8,7 +8,8 @@
 -- moved into the hash by its first merge (those keys deleted).
 --
 -- "read": returns, per profile, its fields and values as one flat list (format 2 names, from
--- either format; empty when there is no such profile).
+-- either format; empty when there is no such profile). "traits": the same, its "t:" fields
+-- only (what R30 reads for every user a batch names: not a user's ids nor devices).
 --
 -- "merge": a batch's updates merged. Idempotent: traits merge shallowly (later values win),
 -- first/last seen are min/max, anonymousIds and device keys are kept by last seen, the most
@@ -56,13 +57,23 @@ local function format1_fields(traits_key, meta_key, aids_key, devices_key)
   return fields
 end
 
-if ARGV[1] == 'read' then
+if ARGV[1] == 'read' or ARGV[1] == 'traits' then
   local profiles = {}
   for p = 1, #KEYS, KEYS_PER_PROFILE do
     local fields = redis.call('HGETALL', KEYS[p])
     if #fields == 0
       and redis.call('EXISTS', KEYS[p + 1], KEYS[p + 2], KEYS[p + 3], KEYS[p + 4]) > 0 then
       fields = format1_fields(KEYS[p + 1], KEYS[p + 2], KEYS[p + 3], KEYS[p + 4])
+    end
+    if ARGV[1] == 'traits' then
+      local traits = {}
+      for i = 1, #fields, 2 do
+        if string.sub(fields[i], 1, 2) == 't:' then
+          traits[#traits + 1] = fields[i]
+          traits[#traits + 1] = fields[i + 1]
+        end
+      end
+      fields = traits
     end
     profiles[#profiles + 1] = fields
   end

@@ -7,7 +7,7 @@ retry is recognised whatever happened to the device's ids in between."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from enrichers.ids import derived_message_id, message_id_digest
 from enrichers.raw import RawEvent
@@ -26,6 +26,11 @@ class Source:
     topic_id: str = ""
     """Kafka's id of the topic, when the broker gives one: a topic deleted and created again
     under the same name is another source."""
+    stream: str = field(init=False, compare=False)
+    """The name under which a device remembers the last offset applied from here (R34):
+    the partition of this topic (by its id, so a recreated topic starts a fence of its own
+    instead of having its new records taken as applied). Named once: the rules ask for it
+    several times an event."""
 
     def __init__(
         self,
@@ -43,15 +48,8 @@ class Source:
         object.__setattr__(self, "key", key)
         object.__setattr__(self, "timestamp_ms", timestamp_ms)
         object.__setattr__(self, "topic_id", topic_id)
-
-    @property
-    def stream(self) -> str:
-        """The name under which a device remembers the last offset applied from here (R34):
-        the partition of this topic (by its id, so a recreated topic starts a fence of its
-        own instead of having its new records taken as applied)."""
-        if self.topic_id:
-            return f"{self.topic}/{self.partition}@{self.topic_id[:8]}"
-        return f"{self.topic}/{self.partition}"
+        stream = f"{topic}/{partition}@{topic_id[:8]}" if topic_id else f"{topic}/{partition}"
+        object.__setattr__(self, "stream", stream)
 
     def __str__(self) -> str:
         return f"{self.topic}/{self.partition}/{self.offset}"

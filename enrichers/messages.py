@@ -75,8 +75,10 @@ def split_outputs(
     if reaches_destinations(warehouse["integrations"]) and consented(
         warehouse["context"], policy.destinations_consent
     ):
-        destinations = {k: v for k, v in warehouse.items() if k != "_enrichment"}
-        context = {k: v for k, v in warehouse["context"].items() if k != "traits"}
+        destinations = dict(warehouse)  # copied whole, then trimmed: quicker than filtered
+        del destinations["_enrichment"]
+        context = dict(warehouse["context"])
+        context.pop("traits", None)
         apply_ip_policy(context, policy.ip_destinations)
         destinations["context"] = context
     if policy.ip_warehouse.kind != "keep":

@@ -67,7 +67,7 @@ def test_arguments_are_the_fields_in_order_with_their_defaults(cls: type[Any]) -
     )
     arguments = init.args.args[1:]
     assert not init.args.kwonlyargs and init.args.vararg is None and init.args.kwarg is None
-    fields = dataclasses.fields(cls)
+    fields = _arguments(cls)
     assert [a.arg for a in arguments] == [f.name for f in fields]
     annotations = _annotations(cls)
     defaults = [None] * (len(arguments) - len(init.args.defaults)) + list(init.args.defaults)
@@ -98,11 +98,14 @@ def test_each_field_is_set_from_its_own_argument_and_stays_frozen(cls: type[Any]
         setattr(made, dataclasses.fields(cls)[0].name, values[dataclasses.fields(cls)[0].name])
 
 
+def _arguments(cls: type[Any]) -> list[dataclasses.Field[Any]]:
+    """The fields given to ``__init__`` (not those it derives from them, ``init=False``)."""
+    return [f for f in dataclasses.fields(cls) if f.init]
+
+
 def _samples(cls: type[Any], n: int) -> dict[str, object]:
     annotations = _annotations(cls)
-    return {
-        f.name: _sample(annotations[f.name], n + i) for i, f in enumerate(dataclasses.fields(cls))
-    }
+    return {f.name: _sample(annotations[f.name], n + i) for i, f in enumerate(_arguments(cls))}
 
 
 def _sample(text: str, n: int) -> object:

@@ -228,14 +228,8 @@ class Digests:
             self._cache[named] = digest
         return digest
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Digests) and other.key == self.key
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
     def __repr__(self) -> str:
-        return "Digests(<key>)"
+        return "Digests(<key>)"  # the key is a secret
 
     @property
     def fingerprint(self) -> str:

@@ -53,6 +53,8 @@ def _parsed_iso(text: str) -> int | None:
 
 _MILLIS: Final[dict[str, int]] = {f"{n:03d}": n for n in range(1000)}
 """The milliseconds of a canonical date-time, by their three digits."""
+_MILLIS_Z: Final[tuple[str, ...]] = tuple(f"{n:03d}Z" for n in range(1000))
+"""A canonical date-time's end, by its milliseconds."""
 
 
 @lru_cache(maxsize=8192)
@@ -87,9 +89,6 @@ def format_iso_ms(epoch_ms: int) -> str:
     must lie in years 0001-9999 (:data:`MIN_MS` to :data:`MAX_MS`)."""
     seconds, millis = divmod(epoch_ms, 1000)
     return _second_prefix(seconds) + _MILLIS_Z[millis]
-
-
-_MILLIS_Z: Final[tuple[str, ...]] = tuple(f"{n:03d}Z" for n in range(1000))
 
 
 @lru_cache(maxsize=8192)

@@ -131,6 +131,10 @@ def identity(state: DeviceState | None) -> tuple[Any, ...]:
     )
 
 
+SAVED_WITHIN_SECONDS = 10.0
+"""How long after its outputs are read a worker has to save the last states."""
+
+
 def account(
     fault: str,
     pipeline: Pipeline,
@@ -154,8 +158,15 @@ def account(
     deadletters = pipeline.read("deadletter", 0, timeout=2)
     keys = sorted({key for key, _ in events})
     expected = reference_states(events, pipeline.topic("raw"))
-    stored = stored_states(redis_url, pipeline.app_id, keys)
-    mismatches = [k for k in keys if identity(stored.get(k)) != identity(expected[k])]
+    # a batch's outputs may be acknowledged before it is saved (the next batch is sent while
+    # the one before saves): the last states are waited for, a few seconds at most
+    deadline = time.monotonic() + SAVED_WITHIN_SECONDS
+    while True:
+        stored = stored_states(redis_url, pipeline.app_id, keys)
+        mismatches = [k for k in keys if identity(stored.get(k)) != identity(expected[k])]
+        if not mismatches or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     result = Accounting(
         fault,
         len(events),

@@ -53,7 +53,9 @@ async def run(events: int, environ: dict[str, str], profile: bool) -> None:
     settings = Settings.load(environ)
     client = connect(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     app_id = f"batch-path-{uuid.uuid4().hex[:6]}"
-    store = StateStore(client, KeySpace(app_id), settings.policy.device_ttl_ms)
+    store = StateStore(
+        client, KeySpace(app_id, settings.device_buckets), settings.policy.device_ttl_ms
+    )
     processor = BatchProcessor(store, Discard(), OutputTopics("w", "d", "x"), settings.policy)
     records = [
         InRecord("raw", int(key[-6:]) % PARTITIONS, n, key, value, 1_764_410_000_000 + n)

@@ -14,6 +14,7 @@ from typing import Any, Final
 from enrichers import IpPolicy, Placeholders, Policy
 from enrichers.hygiene import DEFAULT_PLACEHOLDERS
 from enrichers.regulations import Digests
+from streams.state.keys import DEVICE_BUCKETS, KeySpace
 
 CONFIG_FILE_VARIABLE: Final = "ENRICHER_CONFIG"
 _APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -355,6 +356,19 @@ class Settings:
         1000,
         "R35: most anonymousIds a user profile keeps (the most recent)",
     )
+    device_buckets: int = _setting(
+        "ENRICHER_DEVICE_BUCKETS",
+        _positive_int,
+        DEVICE_BUCKETS,
+        "device records are fields of this many Redis hashes: about the devices expected over "
+        "64 (fixed once the app has records)",
+    )
+    device_sweep_interval: float = _setting(
+        "ENRICHER_DEVICE_SWEEP_SECONDS",
+        _positive_float,
+        3600.0,
+        "how often one worker removes the device records idle past the TTL and a 30-day margin",
+    )
     batch_max: int = _setting(
         "ENRICHER_BATCH_MAX", _positive_int, 2000, "most raw events in one batch"
     )
@@ -569,6 +583,11 @@ class Settings:
             pii_destinations=self.pii_fields_destinations,
             pii_key=str(self.pii_key).encode(),
         )
+
+    @property
+    def keys(self) -> KeySpace:
+        """The app's Redis keys."""
+        return KeySpace(self.app_id, self.device_buckets)
 
     @property
     def regulation_digests(self) -> Digests:

@@ -29,7 +29,6 @@ from aiohttp import web
 from streams.console.tail import ConsoleTail
 from streams.console.window import Entry, Window, query_of
 from streams.settings import Settings
-from streams.state.keys import KeySpace
 from streams.state.lookups import Lookups
 from streams.state.redis_client import RedisClient, connect_to
 
@@ -115,9 +114,7 @@ class Console:
         self.tail = ConsoleTail(settings, self.window)
         self.access = ConsoleAccess(tuple(settings.lookup_tokens), settings.lookup_open)
         self._redis = redis if redis is not None else connect_to(settings)
-        self.lookups = Lookups(
-            self._redis, KeySpace(settings.app_id), settings.policy.device_ttl_ms
-        )
+        self.lookups = Lookups(self._redis, settings.keys, settings.policy.device_ttl_ms)
         self._streams: set[asyncio.Queue[list[Entry] | bool | None]] = set()
         """The open live streams' queues: a stop ends them (no waiting for a heartbeat)."""
 

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Final
 
 from streams.dev.processes import free_port
+from streams.state.store import LISTPACK_VALUE
 
 HOST: Final = "127.0.0.1"
 START_TIMEOUT: Final = 30.0
@@ -138,6 +139,8 @@ class DevCluster:
             HOST,
             "--cluster-enabled",
             "yes",
+            "--hash-max-listpack-value",  # device buckets compact
+            str(LISTPACK_VALUE),
             "--cluster-port",  # the bus port: by default port + 10000, maybe not free
             str(free_port()),
             "--cluster-config-file",

@@ -47,6 +47,7 @@ from streams.dev.processes import (
     tcp_open,
     wait_ready,
 )
+from streams.state.store import LISTPACK_VALUE
 
 __all__ = ["DevStack", "DevStackError", "StackEndpoints", "free_port", "main"]
 
@@ -268,6 +269,7 @@ class DevStack:
             "--dir", str(self.workdir),
             "--daemonize", "no",
             "--protected-mode", "no",
+            "--hash-max-listpack-value", str(LISTPACK_VALUE),  # device buckets compact
         ]  # fmt: skip
         log, path = self._open_log("redis")
         child = Child("redis-server", Spawner.popen(args, log, self.workdir), log, path)

@@ -56,8 +56,12 @@ async def rebuild(
         await writer.start()
         try:
             store = StateStore(
-                client, KeySpace(app_id), settings.policy.device_ttl_ms, settings.profile_max_ids
+                client,
+                KeySpace(app_id, settings.device_buckets),
+                settings.policy.device_ttl_ms,
+                settings.profile_max_ids,
             )
+            await store.prepare_layout()  # records the layout the worker checks
             processor = BatchProcessor.from_settings(
                 settings, store, writer, outputs, writer.topic_ids
             )

@@ -102,7 +102,9 @@ async def diff(
     writer = CollectingWriter(topics)
     client = connect_to(settings)
     try:
-        store = StateStore(client, KeySpace(scratch), settings.policy.device_ttl_ms)
+        store = StateStore(
+            client, KeySpace(scratch, settings.device_buckets), settings.policy.device_ttl_ms
+        )
         processor = BatchProcessor.from_settings(settings, store, writer, topics)
         async with probe_consumer(settings) as consumer:
             ranges = await resolve_ranges(consumer, spec)

@@ -16,7 +16,8 @@ topic order, then reports it:
 
 Redis emptied (its records lost, the suppression list with them) is noticed on start: the
 suppression list is rebuilt from the topics before the worker consumes (the regulations, and
-the linked digests each outcome kept).
+the linked digests each outcome kept). What else must precede the first batch (the device
+layout, :meth:`streams.state.store.StateStore.prepare_layout`) is run first: ``prepare``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import base64
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Final
 
@@ -42,6 +44,7 @@ from streams.regulations.log import (
 )
 from streams.settings import Settings
 from streams.state.regulations import RegulationKeyChanged, RegulationStore
+from streams.state.store import LayoutMismatch
 from streams.worker.retry import until_done
 
 log = logging.getLogger(__name__)
@@ -53,8 +56,15 @@ LINKS_KEPT: Final = 20_000
 
 
 class RegulationService(Service):
-    def __init__(self, settings: Settings, regulations: RegulationStore, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        regulations: RegulationStore,
+        prepare: Callable[[], Awaitable[Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self._prepare = prepare
         self._settings = settings
         self._regulations = regulations
         self._tail = RegulationTail(settings)
@@ -63,8 +73,8 @@ class RegulationService(Service):
         self._lease_seconds = max(30.0, 3 * settings.regulation_settle)
         self.applied = 0
         self.ready = asyncio.Event()
-        """Set once the digest key is checked and the suppression list is whole (rebuilt if
-        Redis lost it): batches wait for it."""
+        """Set once ``prepare`` is done, the digest key is checked and the suppression list is
+        whole (rebuilt if Redis lost it): batches wait for it."""
         self._key_checked_at = 0.0
 
     @property
@@ -111,8 +121,10 @@ class RegulationService(Service):
     @Service.task
     async def _follow(self) -> None:
         try:
+            if self._prepare is not None:
+                await until_done(self._prepare, "preparing the device state")
             await self._check_list()
-        except RegulationKeyChanged as exc:
+        except (RegulationKeyChanged, LayoutMismatch) as exc:
             log.critical("%s", exc)
             await self.crash(exc)
             return

@@ -3,7 +3,14 @@ keys of one hash tag (one Redis Cluster slot): a device's record, or one profile
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+from typing import Final
+
+DEVICE_BUCKETS: Final = 1024
+"""Device records are fields of this many hashes by default (ENRICHER_DEVICE_BUCKETS): about
+64 devices a bucket keeps each a compact listpack up to 65,536 devices (issue 21); size it to
+the devices expected over 64."""
 
 
 def hash_tag(identifier: str) -> str:
@@ -18,12 +25,32 @@ def hash_tag(identifier: str) -> str:
 @dataclass(frozen=True, slots=True)
 class KeySpace:
     app_id: str
+    device_buckets: int = DEVICE_BUCKETS
 
-    def device(self, device_key: str) -> str:
+    def device_bucket(self, device_key: str) -> str:
+        """The hash holding a device's record (layout 2, issue 21: a record is the field named
+        by its device key in one of ``device_buckets`` hashes, chosen by the key's CRC-32):
+        without a Redis key, an expiry entry and their headers a device costs about half."""
+        return self.bucket(zlib.crc32(device_key.encode()) % self.device_buckets)
+
+    def bucket(self, number: int) -> str:
+        return f"{self.app_id}:devices:{{{number}}}"
+
+    def layout(self) -> str:
+        """String: the device layout the app's records are in (``buckets=<n>``); absent
+        before issue 21, when every device was a key of its own."""
+        return f"{self.app_id}:layout"
+
+    def sweeping(self) -> str:
+        """Which worker sweeps expired devices (one at a time)."""
+        return f"{self.app_id}:sweeping"
+
+    def legacy_device(self, device_key: str) -> str:
+        """A device record's key before issue 21 (layout 1): read once, moved into its bucket."""
         return f"{self.app_id}:device:{hash_tag(device_key)}"
 
     def device_key_of(self, redis_key: str) -> str | None:
-        """The device key a device record's Redis key names (None: not a device record)."""
+        """The device key a layout-1 record's Redis key names (None: not a device record)."""
         prefix = f"{self.app_id}:device:{{"
         if not (redis_key.startswith(prefix) and redis_key.endswith("}")):
             return None
@@ -36,8 +63,8 @@ class KeySpace:
         """SCAN pattern of every key of the app."""
         return f"{_glob_escaped(self.app_id)}:*"
 
-    def device_pattern(self) -> str:
-        """SCAN pattern of every device record of the app."""
+    def legacy_device_pattern(self) -> str:
+        """SCAN pattern of every layout-1 device record of the app."""
         return f"{_glob_escaped(self.app_id)}:device:*"
 
     def user(self, user_id: str) -> str:

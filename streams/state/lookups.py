@@ -98,7 +98,7 @@ def run_lookup(settings: Settings, kind: str, identifier: str) -> int:
     async def find() -> Document | None:
         client = connect_to(settings)
         try:
-            keys = KeySpace(settings.app_id)
+            keys = settings.keys
             return await Lookups(client, keys, settings.policy.device_ttl_ms).find(kind, identifier)
         finally:
             await client.aclose()

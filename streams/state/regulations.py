@@ -203,7 +203,7 @@ class RegulationStore:
         deleted = links = 0
         async with self._client.pipeline(transaction=False) as pipe:
             for key, state in devices.items():
-                pipe.delete(self._keys.device(key))
+                pipe.hdel(self._keys.device_bucket(key), key)
                 if state.uid and state.uid != spare:
                     ids = {key, *([state.aid] if state.aid else [])}
                     profile, _, _, aids_key, devices_key = self._keys.profile("user", state.uid)
@@ -240,32 +240,19 @@ class RegulationStore:
         return devices
 
     async def _scan_devices(self, user_id: str) -> dict[str, DeviceState]:
-        """Every device record whose stored userId is ``user_id`` (a scan of the app's keys)."""
+        """Every device record whose stored userId is ``user_id`` (every bucket read)."""
         found: dict[str, DeviceState] = {}
-        batch: list[str] = []
-
-        async def check() -> None:
+        buckets = self._keys.device_buckets
+        for first in range(0, buckets, SCAN_CHUNK // 10):
             async with self._client.pipeline(transaction=False) as pipe:
-                for redis_key in batch:
-                    pipe.get(redis_key)
-                records = await pipe.execute()
-            for redis_key, record in zip(batch, records, strict=True):
-                key = self._keys.device_key_of(redis_key)
-                if record is None or key is None:
-                    continue
-                state = decode_device(record)
-                if state.uid == user_id:
-                    found[key] = state
-            batch.clear()
-
-        async for redis_key in self._client.scan_iter(
-            match=self._keys.device_pattern(), count=SCAN_CHUNK
-        ):
-            batch.append(redis_key.decode() if isinstance(redis_key, bytes) else redis_key)
-            if len(batch) >= SCAN_CHUNK:
-                await check()
-        if batch:
-            await check()
+                for number in range(first, min(first + SCAN_CHUNK // 10, buckets)):
+                    pipe.hgetall(self._keys.bucket(number))
+                replies: list[dict[bytes, bytes]] = await pipe.execute()
+            for records in replies:
+                for key, record in records.items():
+                    state = decode_device(record)
+                    if state.uid == user_id:
+                        found[key.decode()] = state
         return found
 
     async def _unlink_everywhere(self, anonymous_id: str) -> int:

@@ -4,29 +4,36 @@ batch size.
 
 A device record is one string: ``~=<version>;#=2;<stream>=<offset>;...`` (its version, its
 format, and the last offset applied from each source partition: the fence of SPEC R34), a
-newline, the state JSON, a newline and the packed fields (:func:`encode_device`). Loading is MGET;
-saving is ``save_devices.lua``, which refuses a record whose stored fence is at or beyond the
-batch's offsets; profiles are merged and read by ``profiles.lua``.
+newline, the state JSON, a newline and the packed fields (:func:`encode_device`). It is the
+field named by its device key in one of the app's bucket hashes (layout 2, :class:`KeySpace`;
+before issue 21 each record was a key of its own: :meth:`StateStore.prepare_layout` moves
+those). Loading is ``load_devices.lua``; saving is ``save_devices.lua``, which refuses a record
+whose stored fence is at or beyond the batch's offsets; ``sweep_devices.lua`` reclaims records
+idle past the expiry; profiles are merged and read by ``profiles.lua``.
 
-Every script call and every MGET touches keys of one hash slot only (keys.py puts a device's
-record, and each profile's keys, under one hash tag). On a single Redis the whole batch is one
-call of each script; on Redis Cluster the batch is split into one call per slot, and redis-py's
-cluster pipeline sends each node its share in one write (round trips per node, not per key)."""
+Every script call touches keys of one hash slot only (a bucket, or one profile's keys, are
+under one hash tag). On a single Redis the whole batch is one call of each script; on Redis
+Cluster the batch is split into one call per slot, and redis-py's cluster pipeline sends each
+node its share in one write (round trips per node, not per key)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 import re
 import struct
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 from typing import Any, Final, TypeVar, cast
 
 import orjson
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from enrichers import DeviceState
 from enrichers.policy import DAY_MS
@@ -38,12 +45,33 @@ from streams.state.redis_client import RedisClient, is_cluster
 ANONYMOUS_IDS_PER_USER: Final = 1000
 """R35: most anonymousIds a user profile keeps by default (ENRICHER_PROFILE_MAX_IDS)."""
 EXPIRY_MARGIN_MS: Final = 30 * DAY_MS
-"""Redis expiry runs on the wall clock, R1 on event time: the margin keeps a replay of
-recent history from finding records already reclaimed."""
+"""A record is reclaimed (:meth:`StateStore.sweep`) when its last seen is older than the
+device TTL and this margin, on the wall clock: the margin keeps a replay of recent history from
+finding records already reclaimed."""
 
 T = TypeVar("T")
 
-_SCRIPTS: Final = ("save_devices.lua", "profiles.lua", "check_suppressed.lua")
+_SCRIPTS: Final = (
+    "load_devices.lua",
+    "save_devices.lua",
+    "sweep_devices.lua",
+    "profiles.lua",
+    "check_suppressed.lua",
+)
+LISTPACK_VALUE: Final = 1024
+"""The ``hash-max-listpack-value`` Redis needs for buckets to stay compact (a record is about
+100 to 600 bytes; over Redis's default of 64 a bucket is a hash table, about 40 % larger)."""
+LISTPACK_ENTRIES: Final = 128
+"""Redis's default ``hash-max-listpack-entries``: a bucket holding more is a hash table."""
+SWEEP_SCAN: Final = 500
+"""Fields a sweep step looks at (HSCAN's COUNT)."""
+MOVE_CHUNK: Final = 1000
+"""Layout-1 records moved per round trip."""
+MOVING: Final = "moving"
+"""The layout while one worker moves layout-1 records (:meth:`StateStore.prepare_layout`)."""
+MOVING_LEASE_MS: Final = 60_000
+
+log = logging.getLogger(__name__)
 
 
 def _script(name: str) -> str:
@@ -97,6 +125,19 @@ class DeviceWrite:
         object.__setattr__(self, "version", version or next_version(state.version))
 
 
+@dataclass
+class Swept:
+    """What a sweep did."""
+
+    removed: int = 0
+    seen: int = 0
+    """Records looked at (about: HSCAN may return one twice)."""
+
+
+class LayoutMismatch(Exception):
+    """The app's devices are in buckets of another count than ENRICHER_DEVICE_BUCKETS."""
+
+
 class StateStore:
     """The Redis side of the worker. Methods raise redis errors; the caller retries."""
 
@@ -141,54 +182,47 @@ class StateStore:
             self._shas[name] = await self._client.script_load(_script(name))
 
     async def load_devices(self, device_keys: Sequence[str]) -> dict[str, DeviceState]:
-        """The stored state of each device (absent devices are left out): one MGET on a
-        single Redis; on a cluster one MGET per slot, sent as one pipeline per node."""
+        """The stored state of each device (absent devices are left out): one script call on
+        a single Redis; on a cluster one per slot, sent as one pipeline per node."""
         if not device_keys:
             return {}
-        by_slot: dict[int, dict[str, str]] = defaultdict(dict)  # device key -> Redis key
+        by_slot = self._by_slot(device_keys)
+        replies = await self._scripted(lambda: self._load(by_slot, []))
+        return _found(by_slot, replies)
+
+    def _by_slot(self, device_keys: Iterable[str]) -> dict[int, dict[str, str]]:
+        """The distinct device keys by the slot of their bucket: device key -> bucket."""
+        by_slot: dict[int, dict[str, str]] = defaultdict(dict)
+        bucket_of = self._keys.device_bucket
         for key in device_keys:
-            redis_key = self._keys.device(key)
-            by_slot[self._slot(redis_key)][key] = redis_key
+            bucket = bucket_of(key)
+            by_slot[self._slot(bucket)][key] = bucket
+        return by_slot
+
+    async def _load(
+        self, by_slot: Mapping[int, Mapping[str, str]], more: Sequence[tuple[Any, ...]]
+    ) -> list[Any]:
+        """``load_devices.lua`` once per slot, then the commands ``more``, in one pipeline."""
+        sha = self._shas["load_devices.lua"]
         async with self._client.pipeline(transaction=False) as pipe:
-            for keys in by_slot.values():
-                pipe.execute_command("MGET", *keys.values())
-            replies = cast(list[list[bytes | None]], await pipe.execute())
-        return {
-            key: decode_device(record)
-            for keys, records in zip(by_slot.values(), replies, strict=True)
-            for key, record in zip(keys, records, strict=True)
-            if record is not None
-        }
+            for devices in by_slot.values():
+                pipe.execute_command("EVALSHA", sha, len(devices), *devices.values(), *devices)
+            for command in more:
+                pipe.execute_command(*command)
+            return await pipe.execute()
 
     async def load_checked(
         self, device_keys: Sequence[str], digests: Sequence[bytes]
     ) -> CheckedLoad:
         """:meth:`load_devices` and, in the same round trip, which of ``digests`` the
         suppression list holds (R39)."""
-        by_slot: dict[int, dict[str, str]] = defaultdict(dict)
-        for key in dict.fromkeys(device_keys):
-            redis_key = self._keys.device(key)
-            by_slot[self._slot(redis_key)][key] = redis_key
+        by_slot = self._by_slot(device_keys)
         digests = list(dict.fromkeys(digests))
-        replies = await self._scripted(lambda: self._load_checked(by_slot, digests))
-        records = cast(list[list[bytes | None]], replies[:-1])
-        devices = {
-            key: decode_device(record)
-            for keys, found in zip(by_slot.values(), records, strict=True)
-            for key, record in zip(keys, found, strict=True)
-            if record is not None
-        }
+        replies = await self._scripted(
+            lambda: self._load(by_slot, [self._check_suppressed(digests)])
+        )
         size, held = _suppressed_reply(digests, replies[-1])
-        return CheckedLoad(devices, held, size > 0)
-
-    async def _load_checked(
-        self, by_slot: Mapping[int, Mapping[str, str]], digests: list[bytes]
-    ) -> list[Any]:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for keys in by_slot.values():
-                pipe.execute_command("MGET", *keys.values())
-            pipe.execute_command(*self._check_suppressed(digests))
-            return await pipe.execute()
+        return CheckedLoad(_found(by_slot, replies), held, size > 0)
 
     def _check_suppressed(self, digests: list[bytes]) -> tuple[Any, ...]:
         """``check_suppressed.lua`` over ``digests`` (all of one width): one argument for them
@@ -278,17 +312,18 @@ class StateStore:
         calls += profiles.values()
         saves: dict[int, _ScriptCall] = {}
         for write in devices:
-            device_key = self._keys.device(write.key)
-            call = saves.get(slot := self._slot(device_key))
+            bucket = self._keys.device_bucket(write.key)
+            call = saves.get(slot := self._slot(bucket))
             if call is None:
-                call = saves[slot] = _ScriptCall("save_devices.lua", [self._expiry_ms])
-            call.keys.append(device_key)
+                call = saves[slot] = _ScriptCall("save_devices.lua", [])
+            call.keys.append(bucket)
             call.ids.append(write.key)
             streams = advanced.get(write.key, {})
             record = b"" if write.delete else encode_device(write.state, write.version)
             batch = str(write.state.version)
             for stream, offset in streams.items():
                 batch += f";{stream}={offset}"
+            call.args.append(write.key)
             call.args.append(b"%s\n%s" % (batch.encode(), record))
         calls += saves.values()
         if not calls:
@@ -316,6 +351,128 @@ class StateStore:
             else:  # profiles.lua's merge: anonymousIds dropped by the bound
                 trimmed += int(reply)
         return SaveResult(refused, frozenset(conflicts), trimmed)
+
+    async def prepare_layout(self) -> int:
+        """Check that the app's devices are in this store's buckets; the first time (no layout
+        recorded: a new app, or one from before issue 21), move every layout-1 record (a key of
+        its own) into its bucket, as format 2, keeping its version and fence. Returns the
+        records moved. Run by each worker before its first batch: with the layout recorded it
+        is one GET. One worker moves (the layout reads ``moving`` meanwhile, expiring if that
+        worker dies), the others wait: no batch runs beside a move, which could otherwise put
+        back a record a batch had deleted. Raises :class:`LayoutMismatch` for another bucket
+        count (the records would not be found)."""
+        wanted = f"buckets={self._keys.device_buckets}"
+        layout = self._keys.layout()
+        while True:
+            recorded = await self._client.get(layout)
+            if recorded is None:
+                if await self._client.set(layout, MOVING, nx=True, px=MOVING_LEASE_MS):
+                    break
+                continue
+            found = recorded.decode() if isinstance(recorded, bytes) else str(recorded)
+            if found == wanted:
+                return 0
+            if found != MOVING:
+                raise LayoutMismatch(
+                    f"the device records of app {self._keys.app_id!r} are in {found}, not "
+                    f"{wanted}: set ENRICHER_DEVICE_BUCKETS to match"
+                )
+            await asyncio.sleep(0.5)  # another worker is moving them
+        moved = 0
+        chunk: list[str] = []
+        renewed = time.monotonic()
+        async for redis_key in self._client.scan_iter(
+            match=self._keys.legacy_device_pattern(), count=MOVE_CHUNK
+        ):
+            chunk.append(redis_key.decode() if isinstance(redis_key, bytes) else redis_key)
+            if len(chunk) >= MOVE_CHUNK:
+                moved += await self._move(chunk)
+                chunk = []
+            if time.monotonic() - renewed > MOVING_LEASE_MS / 6000:  # a sixth of the lease
+                await self._client.pexpire(layout, MOVING_LEASE_MS)
+                renewed = time.monotonic()
+        if chunk:
+            moved += await self._move(chunk)
+        await self._client.set(layout, wanted)
+        if moved:
+            log.info("device layout: %d records moved into %s", moved, wanted)
+        return moved
+
+    async def _move(self, redis_keys: Sequence[str]) -> int:
+        """Layout-1 records into their buckets (a record already in its bucket is newer: it
+        stays), then their keys removed."""
+        devices = {k: key for k in redis_keys if (key := self._keys.device_key_of(k)) is not None}
+        async with self._client.pipeline(transaction=False) as pipe:
+            for redis_key in devices:
+                pipe.get(redis_key)
+            records = cast(list[bytes | None], await pipe.execute())
+        async with self._client.pipeline(transaction=False) as pipe:
+            for (redis_key, key), record in zip(devices.items(), records, strict=True):
+                if record is not None:
+                    state = decode_device(record)
+                    record = encode_device(state, state.version)  # format 2
+                    pipe.hsetnx(self._keys.device_bucket(key), key, record)
+                pipe.delete(redis_key)
+            await pipe.execute()
+        return sum(record is not None for record in records)
+
+    async def sweep(self, now_ms: int | None = None, pause: float = 0.0) -> Swept:
+        """Remove the records idle past the expiry (last seen before ``now_ms`` minus the
+        device TTL and its margin) from every bucket; ``pause`` seconds between buckets, to
+        spread the work."""
+        if now_ms is None:
+            now_ms = int(time.time() * 1000)
+        cutoff = now_ms - self._expiry_ms
+        swept = Swept()
+        for number in range(self._keys.device_buckets):
+            bucket = self._keys.bucket(number)
+            cursor: bytes | int = 0
+            while True:
+                cursor, removed, seen = await self._scripted(
+                    partial(self._sweep_step, bucket, cutoff, cursor)
+                )
+                swept.removed += int(removed)
+                swept.seen += int(seen)
+                if int(cursor) == 0:
+                    break
+            if pause:
+                await asyncio.sleep(pause)
+        return swept
+
+    async def _sweep_step(self, bucket: str, cutoff: int, cursor: bytes | int) -> list[Any]:
+        reply: list[Any] = await self._client.execute_command(
+            "EVALSHA", self._shas["sweep_devices.lua"], 1, bucket, cutoff, cursor, SWEEP_SCAN
+        )
+        return reply
+
+    async def sweep_lease(self, holder: str, seconds: float) -> bool:
+        """Whether ``holder`` sweeps now: one worker a period (the lease is not released: the
+        next sweep is due a period later, whoever holds it then)."""
+        return bool(
+            await self._client.set(self._keys.sweeping(), holder, nx=True, px=int(seconds * 1000))
+        )
+
+    async def compact_buckets(self) -> bool | None:
+        """Whether Redis keeps buckets compact (``hash-max-listpack-value`` at least
+        :data:`LISTPACK_VALUE`); None where CONFIG is not allowed (managed Redis)."""
+        try:
+            config = await self._client.config_get("hash-max-listpack-value")
+        except RedisError:
+            return None
+        values = [int(v or 0) for k, v in config.items() if "listpack-value" in str(k)]
+        return bool(values) and min(values) >= LISTPACK_VALUE
+
+
+def _found(
+    by_slot: Mapping[int, Mapping[str, str]], replies: Sequence[Any]
+) -> dict[str, DeviceState]:
+    """The devices ``load_devices.lua`` found (its replies first in ``replies``)."""
+    return {
+        key: decode_device(record)
+        for devices, records in zip(by_slot.values(), replies, strict=False)
+        for key, record in zip(devices, records, strict=True)
+        if record is not None
+    }
 
 
 @dataclass

@@ -9,10 +9,12 @@ from __future__ import annotations
 import gc
 import logging
 import tempfile
+import uuid
 from collections.abc import Iterable
 
 import faust
 from mode import ServiceT
+from redis.exceptions import RedisError
 
 from streams import build
 from streams.observe.health import HealthChecks, add_health_views
@@ -28,11 +30,10 @@ from streams.observe.web import (
 from streams.regulations.applier import RegulationService
 from streams.regulations.views import add_regulation_views
 from streams.settings import Settings
-from streams.state.keys import KeySpace
 from streams.state.lookups import Lookups
 from streams.state.redis_client import RedisClient, check_redis_access, connect_to
 from streams.state.regulations import RegulationStore
-from streams.state.store import StateStore
+from streams.state.store import LISTPACK_ENTRIES, LISTPACK_VALUE, StateStore
 from streams.worker.batch import BatchProcessor, OutputTopics
 from streams.worker.clients import check_broker_access, faust_credentials
 from streams.worker.consumer import RawConsumer
@@ -47,6 +48,18 @@ GC_THRESHOLDS = (200_000, 20, 100)
 A young collection walks every young object still alive, and a batch in flight keeps its
 events' objects alive: 200,000 took the batch path from 34.7 to 32.6 µs per event against
 50,000 (3 runs each); 1,000,000 gained nothing more (issue 21)."""
+
+
+async def prepare_devices(store: StateStore) -> None:
+    """Before the first batch: the device layout checked (moved from layout 1 the first
+    time), and a warning when Redis would not keep the buckets compact."""
+    await store.prepare_layout()
+    if await store.compact_buckets() is False:
+        log.warning(
+            "Redis's hash-max-listpack-value is under %d: device buckets take about 40 %% "
+            "more memory (set it in redis.conf)",
+            LISTPACK_VALUE,
+        )
 
 
 class EnricherApp(faust.App):
@@ -123,7 +136,7 @@ def create_app(settings: Settings) -> EnricherApp:
     app.enricher_redis = redis_client
     store = StateStore(
         redis_client,
-        KeySpace(settings.app_id),
+        settings.keys,
         settings.policy.device_ttl_ms,
         settings.profile_max_ids,
     )
@@ -137,7 +150,11 @@ def create_app(settings: Settings) -> EnricherApp:
     app.raw_consumer = RawConsumer(settings, processor, metrics, loop=app.loop, beacon=app.beacon)
     app.enricher_regulations = RegulationStore(redis_client, store, settings.regulation_digests)
     app.regulation_service = RegulationService(
-        settings, app.enricher_regulations, loop=app.loop, beacon=app.beacon
+        settings,
+        app.enricher_regulations,
+        prepare=lambda: prepare_devices(store),
+        loop=app.loop,
+        beacon=app.beacon,
     )
     processor.ready = app.regulation_service.ready  # R39: no batch before the list is whole
     add_stats_view(app, processor.counters)
@@ -146,7 +163,7 @@ def create_app(settings: Settings) -> EnricherApp:
     access = LookupAccess(tuple(settings.lookup_tokens), settings.lookup_open)
     add_lookup_views(
         app,
-        Lookups(redis_client, KeySpace(settings.app_id), settings.policy.device_ttl_ms),
+        Lookups(redis_client, settings.keys, settings.policy.device_ttl_ms),
         access,
     )
     add_regulation_views(app, app.regulation_service, settings, access)
@@ -155,5 +172,28 @@ def create_app(settings: Settings) -> EnricherApp:
     @app.timer(STATS_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]
     async def report_stats() -> None:
         log.info("%s", processor.counters.summary())
+
+    sweeper = uuid.uuid4().hex
+
+    @app.timer(settings.device_sweep_interval)  # type: ignore[untyped-decorator]
+    async def sweep_devices() -> None:
+        """One worker a period reclaims the device records idle past the expiry."""
+        interval = settings.device_sweep_interval
+        try:
+            if await store.sweep_lease(sweeper, interval * 0.9):
+                pause = min(0.01, interval / 10 / settings.device_buckets)
+                swept = await store.sweep(pause=pause)
+                log.info("device sweep: %d idle records removed", swept.removed)
+                per_bucket = (swept.seen - swept.removed) / settings.device_buckets
+                if per_bucket > LISTPACK_ENTRIES:
+                    log.warning(
+                        "%.0f devices a bucket: over %d a bucket takes about 40 %% more memory; "
+                        "rebuild into a new app id with ENRICHER_DEVICE_BUCKETS about the "
+                        "devices over 64 (README, Redis memory)",
+                        per_bucket,
+                        LISTPACK_ENTRIES,
+                    )
+        except RedisError as exc:
+            log.warning("device sweep failed (again next period): %s", type(exc).__name__)
 
     return app

@@ -75,7 +75,7 @@ class Rig:
         )
 
     async def stored(self, device: str) -> bytes | None:
-        record: bytes | None = await self.client.get(self.keys.device(device))
+        record: bytes | None = await self.client.hget(self.keys.device_bucket(device), device)
         return record
 
     async def two_batches(

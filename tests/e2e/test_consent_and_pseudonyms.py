@@ -84,8 +84,8 @@ def test_r37_a_device_without_identity_consent_keeps_no_record(pipeline: Pipelin
     assert len(pipeline.read("warehouse", 2)) == 2
     client = redis.Redis.from_url(pipeline.redis_url)
     keys = KeySpace(pipeline.app_id)
-    assert client.exists(keys.device("dev-y")) == 1
-    assert client.exists(keys.device("dev-x")) == 0  # nothing stored about it
+    assert client.hexists(keys.device_bucket("dev-y"), "dev-y")
+    assert not client.hexists(keys.device_bucket("dev-x"), "dev-x")  # nothing stored about it
     assert client.exists(*keys.profile("user", "ux")) == 0
 
 

@@ -77,7 +77,7 @@ def test_a_format_1_record_is_read_and_a_save_over_it_writes_format_2(redis_url:
         client = connect(redis_url)
         try:
             store = StateStore(client, KeySpace(f"t-{uuid.uuid4().hex[:8]}"), 86_400_000)
-            await client.set(store.keys.device("d"), old)
+            await client.hset(store.keys.device_bucket("d"), "d", old)
             loaded = (await store.load_devices(["d"]))["d"]
             fence = {"events.raw/3": 10300}
             changed = DeviceState(**{**_fields(loaded), "uid": "user-2", "applied": fence})
@@ -85,7 +85,9 @@ def test_a_format_1_record_is_read_and_a_save_over_it_writes_format_2(redis_url:
                 [DeviceWrite("d", changed)], {"d": {"events.raw/3": 10300}}, {}, {}
             )
             assert result.refused == 0 and not result.conflicts
-            return (await store.load_devices(["d"]))["d"], await client.get(store.keys.device("d"))
+            return (await store.load_devices(["d"]))["d"], await client.hget(
+                store.keys.device_bucket("d"), "d"
+            )
         finally:
             await client.aclose()
 

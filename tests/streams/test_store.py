@@ -17,9 +17,17 @@ from redis.crc import key_slot
 from enrichers import DeviceState, UserProfileUpdate
 from enrichers.profiles import GroupProfileUpdate, coalesce_profiles
 from streams.dev.stack import StackEndpoints
-from streams.state.keys import KeySpace
+from streams.state.keys import DEVICE_BUCKETS, KeySpace
 from streams.state.redis_client import RedisClient, connect
-from streams.state.store import DeviceWrite, SaveResult, StateStore, StoredProfile
+from streams.state.store import (
+    EXPIRY_MARGIN_MS,
+    DeviceWrite,
+    LayoutMismatch,
+    SaveResult,
+    StateStore,
+    StoredProfile,
+    encode_device,
+)
 
 T = TypeVar("T")
 
@@ -49,11 +57,13 @@ def with_store(
     redis_url: str,
     body: Callable[[StateStore, RedisClient], Awaitable[T]],
     app_id: str | None = None,
+    buckets: int = DEVICE_BUCKETS,
 ) -> T:
     async def run() -> T:
         client = counting_client(redis_url)
         try:
-            store = StateStore(client, KeySpace(app_id or f"t-{uuid.uuid4().hex[:8]}"), 86_400_000)
+            keys = KeySpace(app_id or f"t-{uuid.uuid4().hex[:8]}", buckets)
+            store = StateStore(client, keys, 86_400_000)
             await store.load_scripts()
             return await body(store, client)
         finally:
@@ -142,7 +152,7 @@ def test_r34_fence_holds_per_device_in_a_batch_spanning_slots(redis_url: str) ->
         return saved.refused, await store.load_devices(keys)
 
     refused, stored = with_store(redis_url, body)
-    assert len({key_slot(KeySpace("x").device(f"d{n}").encode()) for n in range(20)}) > 1
+    assert len({key_slot(KeySpace("x").device_bucket(f"d{n}").encode()) for n in range(20)}) > 1
     assert refused == 10
     assert stored == {f"d{n}": state(20 if n < 10 else 15) for n in range(20)}
 
@@ -160,14 +170,80 @@ def test_app_ids_never_see_each_other(redis_url: str) -> None:
     assert "shared" in with_store(redis_url, read, app_id=app)
 
 
-def test_device_record_expires_after_ttl_plus_margin(redis_url: str) -> None:
-    async def body(store: StateStore, client: RedisClient) -> int:
-        await store.save([DeviceWrite("d", state(1))], {"d": {"raw/0": 1}}, {}, {})
-        ttl: int = await client.pttl(store.keys.device("d"))
-        return ttl
+def test_devices_idle_past_ttl_plus_margin_are_swept_and_others_kept(redis_url: str) -> None:
+    """R1/R4's records are reclaimed as a key's expiry did before issue 21: a record last seen
+    more than the TTL (1 day here) and the 30-day margin ago goes, a newer one stays, whatever
+    bucket it is in and however many fields the sweep's HSCAN pages through."""
+    now = 1_800_000_000_000
+    expiry = 86_400_000 + EXPIRY_MARGIN_MS
 
-    ttl = with_store(redis_url, body)
-    assert 30 * 86_400_000 < ttl <= 31 * 86_400_000  # 1 day TTL + 30 days margin (R1)
+    async def body(store: StateStore, client: RedisClient) -> tuple[int, set[str], int]:
+        seen = {f"old{n}": now - expiry - 1 - n for n in range(600)}
+        seen |= {f"new{n}": now - expiry + 1000 + n for n in range(600)}
+        writes = [
+            DeviceWrite(k, DeviceState(aid=k, last_seen_ms=at, applied={"raw/0": 1}))
+            for k, at in seen.items()
+        ]
+        await store.save(writes, {k: {"raw/0": 1} for k in seen}, {}, {})
+        swept = await store.sweep(now)
+        kept = set(await store.load_devices(list(seen)))
+        again = await store.sweep(now)
+        assert swept.seen >= 1200 and again.seen >= 600
+        return swept.removed, kept, again.removed
+
+    removed, kept, again = with_store(redis_url, body, buckets=4)
+    assert removed == 600 and again == 0
+    assert kept == {f"new{n}" for n in range(600)}
+
+
+def test_layout_1_records_are_moved_into_their_buckets_once(redis_url: str) -> None:
+    """Records written before issue 21 (a key of their own, format 1 or 2, with a TTL) are
+    found after the move with their state, version and fence; their keys are gone; the layout
+    is recorded, so the next worker does not scan; another bucket count is refused."""
+    saved = DeviceState(aid="a", uid="u", utraits={"plan": "pro"}, applied={"raw/0": 7})
+    format_1 = b'~=41;raw/0=7\n{"a":"a","u":"u","ut":{"plan":"pro"},"s":5}'
+
+    async def body(store: StateStore, client: RedisClient) -> tuple[Any, ...]:
+        keys = store.keys
+        for n in range(2500):
+            await client.set(keys.legacy_device(f"d{n}"), encode_device(saved, 1000 + n), px=10**9)
+        await client.set(keys.legacy_device("old"), format_1)
+        await client.hset(keys.device_bucket("d0"), "d0", encode_device(saved, 5))  # newer
+        moved = await store.prepare_layout()
+        loaded = await store.load_devices([f"d{n}" for n in range(2500)] + ["old"])
+        left = [k async for k in client.scan_iter(match=keys.legacy_device_pattern())]
+        again = await store.prepare_layout()
+        other = StateStore(client, KeySpace(keys.app_id, keys.device_buckets + 1), 86_400_000)
+        try:
+            await other.prepare_layout()
+            refused = ""
+        except LayoutMismatch as exc:
+            refused = str(exc)
+        return moved, loaded, left, again, refused
+
+    moved, loaded, left, again, refused = with_store(redis_url, body, buckets=16)
+    assert moved == 2501 and left == [] and again == 0
+    assert loaded["d0"].version == 5  # the bucket's record was newer: kept
+    assert {loaded[f"d{n}"].version for n in range(1, 2500)} == set(range(1001, 3500))
+    assert all(loaded[f"d{n}"] == replace(saved, version=1000 + n) for n in range(1, 2500))
+    assert loaded["old"].version == 41 and loaded["old"].last_seen_ms == 5
+    assert dict(loaded["old"].utraits) == {"plan": "pro"} and loaded["old"].applied == {"raw/0": 7}
+    assert "buckets=16" in refused and "buckets=17" in refused
+
+
+def test_buckets_stay_compact_listpacks(redis_url: str) -> None:
+    """With hash-max-listpack-value 1024 (the test Redis has it, as README says to set), a
+    bucket of records is a listpack: what makes a device cost about half of a key's."""
+
+    async def body(store: StateStore, client: RedisClient) -> tuple[bool | None, set[Any]]:
+        writes = [DeviceWrite(f"d{n}", state(n)) for n in range(200)]
+        await store.save(writes, {f"d{n}": {"raw/0": n} for n in range(200)}, {}, {})
+        encodings = {await client.object("encoding", store.keys.bucket(n)) for n in range(4)}
+        return await store.compact_buckets(), encodings
+
+    compact, encodings = with_store(redis_url, body, buckets=4)
+    assert compact is not False
+    assert encodings == {b"listpack"}
 
 
 def test_user_profile_merges_traits_and_remembers_anonymous_ids(redis_url: str) -> None:
@@ -332,7 +408,7 @@ def test_r34_a_device_deleted_since_it_was_loaded_is_a_conflict(redis_url: str) 
     async def body(store: StateStore, client: RedisClient) -> SaveResult:
         await store.save([DeviceWrite("d", state(1))], {"d": {"raw/0": 1}}, {}, {})
         loaded = (await store.load_devices(["d"]))["d"]
-        await client.delete(store.keys.device("d"))
+        await client.hdel(store.keys.device_bucket("d"), "d")
         return await store.save(
             [DeviceWrite("d", replace(state(2), version=loaded.version))],
             {"d": {"raw/0": 2}},

@@ -17,7 +17,6 @@ from streams.ops.replay_range import (
     resolve_ranges,
 )
 from streams.settings import Settings
-from streams.state.keys import KeySpace
 from streams.state.redis_client import connect_to
 from streams.state.store import StateStore
 from streams.worker.batch import BatchProcessor, OutputTopics
@@ -57,7 +56,7 @@ async def rebuild(
         try:
             store = StateStore(
                 client,
-                KeySpace(app_id, settings.device_buckets),
+                target.keys,
                 settings.policy.device_ttl_ms,
                 settings.profile_max_ids,
             )

@@ -189,7 +189,7 @@ def create_app(settings: Settings) -> EnricherApp:
                     log.warning(
                         "%.0f devices a bucket: over %d a bucket takes about 40 %% more memory; "
                         "rebuild into a new app id with ENRICHER_DEVICE_BUCKETS about the "
-                        "devices over 64 (README, Redis memory)",
+                        "devices over 64 (README: Device records in Redis)",
                         per_bucket,
                         LISTPACK_ENTRIES,
                     )

@@ -22,18 +22,16 @@ from tests.sinks import wait_for
 pytestmark = pytest.mark.e2e
 
 
-def write_records(url: str, records: dict[str, bytes]) -> None:
-    """Raw SET/HSET of ``records`` (Redis key, or "bucket|device" for a bucket's field)."""
+def write_records(url: str, keys: dict[str, bytes], fields: dict[tuple[str, str], bytes]) -> None:
+    """Raw writes: records at Redis ``keys`` (layout 1), and at (bucket, device) ``fields``."""
 
     async def write() -> None:
         client = connect(url)
         try:
-            for key, record in records.items():
-                if "|" in key:
-                    bucket, device = key.split("|")
-                    await client.hset(bucket, device, record)
-                else:
-                    await client.set(key, record, px=30 * DAY_MS)
+            for key, record in keys.items():
+                await client.set(key, record, px=30 * DAY_MS)
+            for (bucket, device), record in fields.items():
+                await client.hset(bucket, device, record)
         finally:
             await client.aclose()
 
@@ -71,8 +69,8 @@ def test_records_from_before_the_upgrade_carry_on_and_idle_ones_are_swept(
         {
             keys.legacy_device("dev-known"): encode_device(known, 3),
             keys.legacy_device("dev-old"): format_1,
-            f"{keys.device_bucket('dev-idle')}|dev-idle": encode_device(idle, 5),
         },
+        {(keys.device_bucket("dev-idle"), "dev-idle"): encode_device(idle, 5)},
     )
     pipeline.extra_env.update(ENRICHER_DEVICE_TTL_DAYS="1", ENRICHER_DEVICE_SWEEP_SECONDS="1")
     pipeline.start_worker()

@@ -56,8 +56,8 @@ async def prepare_devices(store: StateStore) -> None:
     await store.prepare_layout()
     if await store.compact_buckets() is False:
         log.warning(
-            "Redis's hash-max-listpack-value is under %d: device buckets take about 40 %% "
-            "more memory (set it in redis.conf)",
+            "Redis's hash-max-listpack-value is under %d: device buckets take about a "
+            "quarter more memory (set it in redis.conf)",
             LISTPACK_VALUE,
         )
 
@@ -187,8 +187,8 @@ def create_app(settings: Settings) -> EnricherApp:
                 per_bucket = (swept.seen - swept.removed) / settings.device_buckets
                 if per_bucket > LISTPACK_ENTRIES:
                     log.warning(
-                        "%.0f devices a bucket: over %d a bucket takes about 40 %% more memory; "
-                        "rebuild into a new app id with ENRICHER_DEVICE_BUCKETS about the "
+                        "%.0f devices a bucket: over %d a bucket takes about a quarter more "
+                        "memory; rebuild into a new app id with ENRICHER_DEVICE_BUCKETS about the "
                         "devices over 64 (README: Device records in Redis)",
                         per_bucket,
                         LISTPACK_ENTRIES,

@@ -62,6 +62,10 @@ _TEST_SETTINGS: Final = {
     "num.network.threads": "2",
     "num.io.threads": "4",
     "log.cleaner.dedupe.buffer.size": str(8 * 1024 * 1024),
+    # a broker restarted after a crash registers again only once the controller's session of
+    # its crashed incarnation expires (9 s by default): the fault tests restart it often
+    "broker.heartbeat.interval.ms": "500",
+    "broker.session.timeout.ms": "3000",
 }
 
 _LOG4J2: Final = """\

@@ -42,10 +42,10 @@ DEVICES = int(os.environ.get("BENCH_DEVICES", "20000"))
 PARTITIONS = 8
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
 LATENCY_WARMUP_SECONDS = 3.0
-PACER_TICK = float(os.environ.get("BENCH_PACER_TICK", "0.01"))
-"""How often the latency bench's paced input sends what is due (seconds)."""
 """Events sent in the first seconds are left out of the latency figures (reported apart): a
 fresh topic's leader election (Kafka) or a group join finishing (Tansu) delays them."""
+PACER_TICK = float(os.environ.get("BENCH_PACER_TICK", "0.01"))
+"""How often the latency bench's paced input sends what is due (seconds)."""
 SCALING_PARTITIONS = 16
 SCALING_WORKERS = (1, 2, 4)
 SCALING_RUNS = int(os.environ.get("BENCH_SCALING_RUNS", "2"))
@@ -506,12 +506,13 @@ class Bench:
         }
 
     async def _paced(self, topic: str, rate: float, count: int) -> tuple[dict[str, int], float]:
-        """Sends ``count`` events at ``rate`` (every 10 ms what is due, one record batch per
-        partition, partitioned by key as a producer would), each record stamped with the time it
-        was due on that schedule, so a late send counts against the latency; returns those
-        times by messageId, and this loop's CPU µs per event. The clients' stand-in shares the
-        machine with the worker, the broker and Redis: sent this way, with partitions and ids
-        worked out before the clock starts, it costs a fraction of ``send`` one at a time."""
+        """Sends ``count`` events at ``rate`` (every ``PACER_TICK`` what is due, one record
+        batch per partition, partitioned by key as a producer would), each record stamped with
+        the time it was due on that schedule, so a late send counts against the latency;
+        returns those times by messageId, and this loop's CPU µs per event. The clients'
+        stand-in shares the machine with the worker, the broker and Redis: every 10 ms, with
+        partitions and ids worked out before the clock starts, it cost 10-12 µs of CPU per
+        event, and Tansu half the CPU it took with what was due sent every 1-2 ms."""
         producer = AIOKafkaProducer(bootstrap_servers=self.stack.bootstrap, linger_ms=0)
         await producer.start()
         try:
@@ -551,7 +552,9 @@ class Bench:
                 for partition, batch in batches.items():
                     pending.append(await producer.send_batch(batch, topic, partition=partition))
                 await asyncio.sleep(PACER_TICK)
-            await asyncio.gather(*pending)  # a batch's future each: a few thousand
+            # a future per record batch (up to one per partition and tick: some ten thousand),
+            # not per send: gathering a callback per event held the last batch for a second
+            await asyncio.gather(*pending)
             cpu_us = (time.process_time() - cpu) / count * 1e6
         finally:
             await producer.stop()

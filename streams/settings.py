@@ -8,6 +8,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Final
 
@@ -589,9 +590,10 @@ class Settings:
         """The app's Redis keys."""
         return KeySpace(self.app_id, self.device_buckets)
 
-    @property
+    @cached_property
     def regulation_digests(self) -> Digests:
-        """R39: how the suppression list names ids (keyed by ENRICHER_REGULATION_KEY)."""
+        """R39: how the suppression list names ids (keyed by ENRICHER_REGULATION_KEY). One per
+        settings: the worker's batches and its regulation store share its cache of digests."""
         secret = str(self.regulation_key) or f"app:{self.app_id}"
         return Digests.from_secret(secret.encode())
 

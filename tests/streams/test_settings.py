@@ -148,3 +148,20 @@ def test_a_bad_secret_value_is_not_echoed_in_the_error(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as error:
         Settings.load({"ENRICHER_BROKER_SSL_CAFILE": str(ca)})  # TLS file without TLS
     assert "ENRICHER_BROKER_SECURITY_PROTOCOL" in str(error.value)
+
+
+def test_the_worker_and_its_regulation_store_share_one_digests_cache() -> None:
+    """R39: the suppression list's digests are keyed by ENRICHER_REGULATION_KEY (else the app
+    id); one ``Digests`` per settings, so recent ids are digested once per worker."""
+    settings = Settings.load(environ={"ENRICHER_APP_ID": "shop"})
+    digests = settings.regulation_digests
+    assert settings.regulation_digests is digests
+    digest = digests.of("userId", "u-1")
+    assert (
+        Settings.load(environ={"ENRICHER_APP_ID": "shop"}).regulation_digests.of("userId", "u-1")
+        == digest
+    )
+    assert (
+        Settings.load(environ={"ENRICHER_APP_ID": "other"}).regulation_digests.of("userId", "u-1")
+        != digest
+    )

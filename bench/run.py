@@ -30,11 +30,11 @@ import orjson
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.partitioner import murmur2
 
 from bench.workload import raw_events
 from streams.dev.cluster import DevCluster
 from streams.dev.stack import DevStack, StackEndpoints, free_port
+from streams.worker.partitioning import partition_for
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EVENTS = int(os.environ.get("BENCH_EVENTS", "60000"))
@@ -521,12 +521,7 @@ class Bench:
             await producer.stop()
             raise
         events = [
-            (
-                (murmur2(key) & 0x7FFFFFFF) % partitions,
-                key,
-                value,
-                orjson.loads(value).get("messageId", ""),
-            )
+            (partition_for(key, partitions), key, value, orjson.loads(value).get("messageId", ""))
             for key, value in raw_events(count, DEVICES, seed=99)
         ]
         sent: dict[str, int] = {}

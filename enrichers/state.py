@@ -3,12 +3,14 @@ bookkeeping the server needs (recent messageIds, applied source offsets, last se
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 RECENT_MESSAGE_IDS: Final = 64
 """R33: how many accepted messageIds per device are remembered for duplicate detection."""
+DIGEST_BYTES: Final = 8
+"""The width of one messageId digest in :attr:`DeviceState.recent`."""
 
 
 _EMPTY: Final[Mapping[str, Any]] = {}
@@ -32,7 +34,10 @@ class DeviceState:
     gid: str | None = None
     gtraits: Mapping[str, Any] = field(default_factory=dict)
     last_seen_ms: int | None = None
-    recent: tuple[int, ...] = ()
+    recent: bytes = b""
+    """R33: the digests of the last accepted messageIds (:func:`message_id_digest`), oldest
+    first, 8 bytes each: held as stored, so a load, a save and a new digest copy bytes
+    instead of making and packing an integer per digest (issue 21)."""
     generated: int = 0
     applied: Mapping[str, int] = field(default_factory=dict)
     consent: Mapping[str, bool] | None = None
@@ -50,7 +55,7 @@ class DeviceState:
         gid: str | None = None,
         gtraits: Mapping[str, Any] = _EMPTY,
         last_seen_ms: int | None = None,
-        recent: tuple[int, ...] = (),
+        recent: bytes = b"",
         generated: int = 0,
         applied: Mapping[str, int] = _EMPTY,
         consent: Mapping[str, bool] | None = None,
@@ -78,7 +83,7 @@ class DeviceState:
         gid: str | _Keep | None = KEEP,
         gtraits: Mapping[str, Any] | _Keep = KEEP,
         last_seen_ms: int | _Keep | None = KEEP,
-        recent: tuple[int, ...] | _Keep = KEEP,
+        recent: bytes | _Keep = KEEP,
         generated: int | _Keep = KEEP,
         applied: Mapping[str, int] | _Keep = KEEP,
         consent: Mapping[str, bool] | _Keep | None = KEEP,
@@ -107,7 +112,7 @@ class DeviceState:
         )
 
     def delivered(
-        self, last_seen_ms: int, recent: tuple[int, ...], applied: Mapping[str, int]
+        self, last_seen_ms: int, recent: bytes, applied: Mapping[str, int]
     ) -> DeviceState:
         """This state with the delivery bookkeeping of one more event (R1, R33, R34)."""
         return self.changed(last_seen_ms=last_seen_ms, recent=recent, applied=applied)
@@ -128,7 +133,7 @@ class DeviceState:
         if self.last_seen_ms is not None:
             doc["s"] = self.last_seen_ms
         if self.recent:
-            doc["r"] = list(self.recent)
+            doc["r"] = recent_digests(self.recent)
         if self.applied:
             doc["o"] = self.applied
         return doc
@@ -162,11 +167,24 @@ class DeviceState:
             gid=doc.get("g"),
             gtraits=doc.get("gt") or {},
             last_seen_ms=doc.get("s"),
-            recent=tuple(doc.get("r") or ()),
+            recent=packed_digests(doc.get("r") or ()),
             generated=doc.get("n", 0),
             applied=doc.get("o") or {},
             consent=doc.get("c"),
         )
+
+
+def recent_digests(recent: bytes) -> list[int]:
+    """The window's digests as numbers (the JSON form, and format 1 of the device record)."""
+    return [
+        int.from_bytes(recent[at : at + DIGEST_BYTES], "big")
+        for at in range(0, len(recent) - len(recent) % DIGEST_BYTES, DIGEST_BYTES)
+    ]
+
+
+def packed_digests(numbers: Iterable[int]) -> bytes:
+    """The window from its digests as numbers."""
+    return b"".join(number.to_bytes(DIGEST_BYTES, "big") for number in numbers)
 
 
 EMPTY_DEVICE: Final = DeviceState()

@@ -31,7 +31,11 @@ class KeySpace:
         """The hash holding a device's record (layout 2, issue 21: a record is the field named
         by its device key in one of ``device_buckets`` hashes, chosen by the key's CRC-32):
         without a Redis key, an expiry entry and their headers a device costs about half."""
-        return self.bucket(zlib.crc32(device_key.encode()) % self.device_buckets)
+        return self.bucket(self.bucket_number(device_key))
+
+    def bucket_number(self, device_key: str) -> int:
+        """The number of the bucket holding a device's record: its key's CRC-32, modulo."""
+        return zlib.crc32(device_key.encode()) % self.device_buckets
 
     def bucket(self, number: int) -> str:
         return f"{self.app_id}:devices:{{{number}}}"

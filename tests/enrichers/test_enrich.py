@@ -17,8 +17,9 @@ from enrichers import (
     enrich_event,
     resolve_device,
 )
+from enrichers.delivery import Delivery, is_retry
 from enrichers.enrich import EventOutcome
-from enrichers.ids import derive_uuid4
+from enrichers.ids import derive_uuid4, message_id_digest
 from enrichers.profiles import coalesce_profiles
 from enrichers.timestamps import format_iso_ms, parse_iso_ms
 from tests.rules import Rules, raw
@@ -127,6 +128,18 @@ def test_r33_window_is_the_last_64_message_ids() -> None:
     _, (recent,) = run([raw(type="page", messageId="m1")], state=state, first_offset=100)
     assert old.status is Status.MESSAGE
     assert recent.status is Status.DUPLICATE
+
+
+def test_r33_a_digest_is_found_only_where_one_starts_in_the_window() -> None:
+    """The window is 8-byte digests end to end: bytes that straddle two of them are not one."""
+    first, second = message_id_digest("m-1"), message_id_digest("m-2")
+    state = DeviceState(recent=first + second)
+    straddling = first[4:] + second[:4]
+    assert straddling not in (first, second)
+    assert not is_retry(state, Delivery("other", straddling))
+    assert is_retry(state, Delivery("m-2", second))
+    assert is_retry(DeviceState(recent=straddling + second), Delivery("m-2", second))
+    assert not is_retry(state, Delivery("m-3", None))  # no explicit messageId: never a retry
 
 
 def test_r34_event_at_or_below_the_applied_offset_is_not_applied_again() -> None:

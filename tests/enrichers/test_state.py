@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from enrichers.state import DeviceState
+from enrichers.state import DeviceState, packed_digests, recent_digests
 
 FULL = DeviceState(
     aid="a-1",
@@ -15,7 +15,7 @@ FULL = DeviceState(
     gid="g-1",
     gtraits={"plan": "pro"},
     last_seen_ms=1_764_410_000_000,
-    recent=(1, 2, 3),
+    recent=packed_digests((1, 2, 3)),
     generated=2,
     applied={"events.raw/0": 41},
     consent={"analytics": True},
@@ -28,7 +28,7 @@ OTHER: dict[str, object] = {
     "gid": None,
     "gtraits": {"plan": "free"},
     "last_seen_ms": None,
-    "recent": (),
+    "recent": b"",
     "generated": 0,
     "applied": {"events.raw/1": 3},
     "consent": None,
@@ -63,3 +63,12 @@ def test_without_identity_keeps_the_bookkeeping() -> None:
         FULL.generated,
     )
     assert emptied.applied == FULL.applied and emptied.version == FULL.version
+
+
+def test_the_recent_window_is_its_digests_as_8_byte_numbers_in_json() -> None:
+    """R33: the window is held as stored (8 big-endian bytes a digest); its JSON form (and
+    format 1 of the device record) lists the numbers, and reads back the same."""
+    assert FULL.recent == bytes.fromhex("000000000000000100000000000000020000000000000003")
+    assert recent_digests(FULL.recent) == [1, 2, 3]
+    assert FULL.to_json()["r"] == [1, 2, 3]
+    assert DeviceState.from_json(FULL.to_json()).recent == FULL.recent

@@ -8,10 +8,12 @@ import asyncio
 import dataclasses
 import uuid
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from enrichers import DeviceState
+from enrichers.state import packed_digests
 from enrichers.timestamps import MAX_MS, MIN_MS
 from streams.state.keys import KeySpace
 from streams.state.redis_client import connect
@@ -28,7 +30,7 @@ states = st.builds(
     gid=ids,
     gtraits=traits,
     last_seen_ms=st.one_of(st.none(), st.integers(MIN_MS, MAX_MS)),
-    recent=st.lists(st.integers(0, 2**52 - 1), max_size=64).map(tuple),
+    recent=st.lists(st.integers(0, 2**52 - 1), max_size=64).map(packed_digests),
     generated=st.integers(0, 2**31),
     applied=st.dictionaries(st.from_regex(r"[a-z.]{1,12}/\d{1,3}", fullmatch=True), st.integers(0)),
     consent=st.one_of(st.none(), st.dictionaries(st.text(max_size=6), st.booleans())),
@@ -63,7 +65,7 @@ SEEN = DeviceState(
     uid="user-1",
     utraits={"email": "a@example.com"},
     last_seen_ms=1_795_946_452_702,
-    recent=(1659544643791174, 4185494960153980, 1230133020310935),
+    recent=packed_digests((1659544643791174, 4185494960153980, 1230133020310935)),
     generated=1,
     applied={"events.raw/3": 10299},
 )
@@ -105,3 +107,24 @@ def test_format_2_is_smaller_and_holds_no_anonymous_id_in_clear() -> None:
     new, old = encode_device(SEEN), format_1(SEEN, 77)
     assert len(new) < 0.75 * len(old), (len(new), len(old))
     assert AID.encode() not in new
+
+
+@pytest.mark.parametrize(
+    "aid",
+    [
+        "12345678-1234-1234-1234-123456789012",  # digits only
+        AID.upper(),
+        f" {AID[1:]}",  # whitespace, which bytes.fromhex skips
+        f"  {AID[2:]}",
+        f"{AID[:32]}-04b",  # a fifth dash
+        f"{AID[:35]}g",
+        AID.replace("-", "_"),
+    ],
+)
+def test_only_a_lowercase_uuid_is_packed_every_other_anonymous_id_round_trips(aid: str) -> None:
+    """Format 2 packs an anonymousId that is a lowercase UUID into 16 bytes (chosen by its
+    shape, issue 21); what only looks like one stays in the JSON, exactly as given."""
+    record = encode_device(SEEN.changed(aid=aid))
+    assert decode_device(record).aid == aid
+    assert aid.encode() in record
+    assert AID.encode() not in encode_device(SEEN)

@@ -634,7 +634,10 @@ class BatchProcessor:
         return applied
 
     def _digested(self, ids: Sequence[tuple[IdKind, str]]) -> tuple[tuple[IdKind, bytes], ...]:
-        return tuple((kind, self._digests.of(kind, value)) for kind, value in ids)
+        digested: list[tuple[IdKind, bytes]] = []  # (a loop: a generator is slower compiled)
+        for kind, value in ids:
+            digested.append((kind, self._digests.of(kind, value)))
+        return tuple(digested)
 
     def _rejected(self, record: InRecord, key: str | None, code: str, message: str) -> _Rejected:
         try:

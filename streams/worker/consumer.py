@@ -37,7 +37,7 @@ from streams.observe.metrics import ConsumedPositions, WorkerMetrics
 from streams.settings import Settings
 from streams.worker.batch import AppliedAhead, BatchProcessor, PreparedBatch
 from streams.worker.groups import member_consumer
-from streams.worker.records import InRecord
+from streams.worker.records import InRecord, in_records
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +146,7 @@ class RawConsumer(Service):
                     await self.commit()
                     continue
                 generation = self._generation
-                records = [
-                    InRecord(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
-                    for tp, messages in fetched.items()
-                    for m in messages
-                ]
+                records = in_records(fetched)
                 prepared = self._processor.prepare(records)
                 # every batch but the last is done: what is not in the last is saved in Redis
                 running = await self._finished(running, but_last=True)

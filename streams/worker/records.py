@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 RECORD_OVERHEAD_BYTES: Final = 128
 """What a record batch holding one record adds to its key and value (the batch header, 61
@@ -52,6 +53,19 @@ class OutRecord:
         object.__setattr__(self, "topic", topic)
         object.__setattr__(self, "key", key)
         object.__setattr__(self, "value", value)
+
+
+def in_records(fetched: Mapping[Any, Sequence[Any]]) -> list[InRecord]:
+    """The records a consumer fetched (aiokafka's, by topic partition), as plain data: built
+    here, in the compiled batch path, an ``InRecord`` costs a fifth of one built by the
+    interpreted consumer (issue 21)."""
+    records: list[InRecord] = []
+    for tp, messages in fetched.items():
+        topic: str = tp.topic
+        partition: int = tp.partition
+        for m in messages:
+            records.append(InRecord(topic, partition, m.offset, m.key, m.value, m.timestamp))
+    return records
 
 
 def fits(record: OutRecord, max_record_bytes: int) -> bool:

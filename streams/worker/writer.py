@@ -36,29 +36,47 @@ class BatchWriter:
 
     async def write(self, records: Sequence[OutRecord]) -> None:
         """Produce every record and return once the broker acknowledged all of them."""
-        groups: dict[tuple[str, int], list[OutRecord]] = {}
-        partition_of: dict[tuple[bytes | None, int], int] = {}
+        # per topic, a list of records per partition; a key's partition worked out once per
+        # partition count (a message's two outputs share their key)
+        groups: dict[str, list[list[OutRecord]]] = {}
+        partition_of: dict[int, dict[bytes, int]] = {}
         for record in records:
-            count = self.partitions.get(record.topic) or await self._partition_count(record.topic)
-            if record.key is None:  # unkeyed (dead letters of keyless records): spread them
-                partition = next(self._spread) % count
+            topic = record.topic
+            partitions = groups.get(topic)
+            if partitions is None:
+                count = self.partitions.get(topic) or await self._partition_count(topic)
+                partitions = groups[topic] = [[] for _ in range(count)]
+            key = record.key
+            if key is None:  # unkeyed (dead letters of keyless records): spread them
+                partition = next(self._spread) % len(partitions)
             else:
-                slot = (record.key, count)
-                if slot not in partition_of:
-                    partition_of[slot] = partition_for(record.key, count)
-                partition = partition_of[slot]
-            groups.setdefault((record.topic, partition), []).append(record)
+                by_key = partition_of.get(len(partitions))
+                if by_key is None:
+                    by_key = partition_of[len(partitions)] = {}
+                found = by_key.get(key)
+                if found is None:
+                    found = by_key[key] = partition_for(key, len(partitions))
+                partition = found
+            partitions[partition].append(record)
         pending: list[Any] = []
-        for (topic, partition), group in groups.items():
-            batch = self._producer.create_batch()
-            for record in group:
-                if batch.append(key=record.key, value=record.value, timestamp=None) is None:
-                    pending.append(await self._send(batch, topic, partition))
-                    batch = self._producer.create_batch()
-                    if batch.append(key=record.key, value=record.value, timestamp=None) is None:
-                        raise ValueError(f"a record of {len(record.value)} bytes fits no batch")
-            pending.append(await self._send(batch, topic, partition))
+        for topic, partitions in groups.items():
+            for partition, group in enumerate(partitions):
+                if group:
+                    await self._send_group(topic, partition, group, pending)
         await asyncio.gather(*pending)
+
+    async def _send_group(
+        self, topic: str, partition: int, group: list[OutRecord], pending: list[Any]
+    ) -> None:
+        """One partition's records as record batches, each batch's delivery in ``pending``."""
+        batch = self._producer.create_batch()
+        for record in group:
+            if batch.append(key=record.key, value=record.value, timestamp=None) is None:
+                pending.append(await self._send(batch, topic, partition))
+                batch = self._producer.create_batch()
+                if batch.append(key=record.key, value=record.value, timestamp=None) is None:
+                    raise ValueError(f"a record of {len(record.value)} bytes fits no batch")
+        pending.append(await self._send(batch, topic, partition))
 
     async def _send(self, batch: Any, topic: str, partition: int) -> Any:
         batch.close()

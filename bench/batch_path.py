@@ -2,7 +2,7 @@
 StateStore on a Redis, outputs discarded (no broker), reporting process CPU µs per event,
 Redis commands per event and the Redis memory the state takes per device.
 
-    python -m bench.batch_path [--policies] [--profile]     # BENCH_REDIS_URL, BENCH_EVENTS
+    python -m bench.batch_path [--policies] [--profile]  # BENCH_REDIS_URL, BENCH_EVENTS, BENCH_DEVICES
 
 ``--profile`` prints cProfile's top functions (the pure build shows every Python function;
 for the compiled build use py-spy --native). Issue 21's steps were measured with it, each
@@ -37,6 +37,8 @@ POLICIES = {
     "ENRICHER_CONTEXT_TRAITS": "*",
 }
 BATCH = 2000
+DEVICES = int(os.environ.get("BENCH_DEVICES", "20000"))
+"""Devices in the workload: fewer give each a longer history (a fuller R33 window)."""
 PARTITIONS = 8
 
 
@@ -59,7 +61,7 @@ async def run(events: int, environ: dict[str, str], profile: bool) -> None:
     processor = BatchProcessor(store, Discard(), OutputTopics("w", "d", "x"), settings.policy)
     records = [
         InRecord("raw", int(key[-6:]) % PARTITIONS, n, key, value, 1_764_410_000_000 + n)
-        for n, (key, value) in enumerate(raw_events(events))
+        for n, (key, value) in enumerate(raw_events(events, DEVICES))
     ]
     batches = [records[i : i + BATCH] for i in range(0, len(records), BATCH)]
     memory_before = int((await client.info("memory"))["used_memory"])

@@ -2,7 +2,8 @@
 StateStore on a Redis, outputs discarded (no broker), reporting process CPU µs per event,
 Redis commands per event and the Redis memory the state takes per device.
 
-    python -m bench.batch_path [--policies] [--profile]  # BENCH_REDIS_URL, BENCH_EVENTS, BENCH_DEVICES
+    python -m bench.batch_path [--policies] [--profile]
+    # BENCH_REDIS_URL, BENCH_EVENTS, BENCH_DEVICES
 
 ``--profile`` prints cProfile's top functions (the pure build shows every Python function;
 for the compiled build use py-spy --native). Issue 21's steps were measured with it, each

@@ -685,14 +685,18 @@ def main() -> int:
             f"{workdir}",
             flush=True,
         )
-        runs = [bench.measure("plain aiokafka loop", 1), bench.measure("naive Faust agent", 1)]
-        bench.redis.flushdb()  # the naive agent's keys are not ours to count
+        # the rows issue 21 compares first, back to back, as BENCH_PARTS=core runs them: the
+        # naive agent's 50 s between the plain loop and the worker left their ratio to the
+        # machine's drift over a minute
+        plain = bench.measure("plain aiokafka loop", 1)
         memory_before = int(bench.redis.info("memory")["used_memory"])
-        runs.append(bench.measure("enricher worker", 1))
+        enricher = bench.measure("enricher worker", 1)
         memory_after = int(bench.redis.info("memory")["used_memory"])
         memory = bench.redis_memory_per_device(bench.last_group)
-        runs.append(bench.measure("enricher, 2 workers", 2))
         policies = bench.measure("enricher, IP and traits policies", 1, POLICIES)
+        naive = bench.measure("naive Faust agent", 1)
+        bench.redis.flushdb()  # the naive agent's keys (and the rows' before) go
+        runs = [plain, naive, enricher, bench.measure("enricher, 2 workers", 2)]
         attached = bench.measure("enricher + live console", 1, console=True)
         compressed = [
             bench.measure(f"enricher, {codec} outputs", 1, {"ENRICHER_OUTPUT_COMPRESSION": codec})
@@ -701,7 +705,6 @@ def main() -> int:
         memory["used_memory_delta_per_device_incl_profiles"] = round(
             (memory_after - memory_before) / DEVICES, 1
         )
-        plain, naive, enricher = runs[0], runs[1], runs[2]
         rows = scaling_table(bench, workdir)
     # on a stack of its own: after a dozen runs on one embedded broker, its fetches stall for
     # seconds now and then (measured: p99 from 0.1 s to 2-4 s on the third run in one stack,

@@ -7,7 +7,8 @@ input into fresh state yields identical output (replays, rebuilds and diffs rely
 from __future__ import annotations
 
 import hashlib
-from typing import Final
+
+from enrichers.state import DIGEST_BYTES
 
 _SEPARATOR = "\x1f"
 
@@ -44,15 +45,11 @@ def generated_anonymous_id(device_key: str, message_id: str, generation: int) ->
     return derive_uuid4("anonymousId", device_key, message_id, str(generation))
 
 
-MESSAGE_ID_DIGEST_BYTES: Final = 8
-"""The width of a messageId digest in the device's recent-ids window (R33)."""
-
-
 def message_id_digest(message_id: str) -> bytes:
     """R33: a compact 52-bit fingerprint of a messageId for the device's recent-ids window, as
     8 big-endian bytes (the window is their concatenation, stored as it is held)."""
     digest = hashlib.blake2b(message_id.encode("utf-8"), digest_size=8).digest()
-    return (int.from_bytes(digest, "big") >> 12).to_bytes(MESSAGE_ID_DIGEST_BYTES, "big")
+    return (int.from_bytes(digest, "big") >> 12).to_bytes(DIGEST_BYTES, "big")
 
 
 def consentless_anonymous_id(message_id: str) -> str:

@@ -21,6 +21,11 @@ def derive_uuid4(*parts: str) -> str:
     raw = bytearray(digest)
     raw[6] = raw[6] & 0x0F | 0x40
     raw[8] = raw[8] & 0x3F | 0x80
+    return uuid_text(raw)
+
+
+def uuid_text(raw: bytes | bytearray) -> str:
+    """16 bytes as a lowercase UUID prints them (``8-4-4-4-12`` hex digits)."""
     h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 

@@ -34,6 +34,7 @@ from redis.crc import key_slot
 from redis.exceptions import NoScriptError, RedisError
 
 from enrichers import DeviceState
+from enrichers.ids import uuid_text
 from enrichers.policy import DAY_MS
 from enrichers.profiles import ProfileMerge
 from enrichers.state import DIGEST_BYTES
@@ -614,8 +615,7 @@ def decode_device(record: bytes) -> DeviceState:
         last_seen = int.from_bytes(packed[1:9], "big", signed=True)
         at = 9
     if flags & _UUID_AID:
-        h = packed[at : at + 16].hex()
-        aid = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        aid = uuid_text(packed[at : at + 16])
         at += 16
     return DeviceState(
         aid=aid,

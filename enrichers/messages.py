@@ -66,10 +66,13 @@ def build_warehouse_message(
 
 def split_outputs(
     warehouse: dict[str, Any], policy: Policy
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
+) -> tuple[dict[str, Any], dict[str, Any] | None, bool]:
     """The two outputs of one message, each with its own IP policy (R28): the warehouse
     message as is, and the destinations message without ``context.traits`` (R25) and
-    ``_enrichment``, or None when ``integrations`` keeps it off the destinations (R29)."""
+    ``_enrichment``, or None when ``integrations`` keeps it off the destinations (R29); and
+    whether the destinations message is the warehouse message less its last key,
+    ``_enrichment``, key for key (nothing else to take out or change: one serialisation
+    serves both)."""
     destinations: dict[str, Any] | None = None
     # R29 by integrations, R37 by the consent categories mapped to the destinations
     if reaches_destinations(warehouse["integrations"]) and consented(
@@ -77,6 +80,12 @@ def split_outputs(
     ):
         destinations = dict(warehouse)  # copied whole, then trimmed: quicker than filtered
         del destinations["_enrichment"]
+        if policy.one_body and "traits" not in warehouse["context"]:
+            if policy.ip_warehouse.kind != "keep":  # R28: one policy, one context for both
+                context = dict(warehouse["context"])
+                apply_ip_policy(context, policy.ip_warehouse)
+                warehouse["context"] = destinations["context"] = context
+            return warehouse, destinations, True
         context = dict(warehouse["context"])
         context.pop("traits", None)
         apply_ip_policy(context, policy.ip_destinations)
@@ -89,4 +98,4 @@ def split_outputs(
         warehouse = pseudonymised(warehouse, policy.pii_warehouse, policy.pii_key)
     if destinations is not None and policy.pii_destinations:
         destinations = pseudonymised(destinations, policy.pii_destinations, policy.pii_key)
-    return warehouse, destinations
+    return warehouse, destinations, False

@@ -33,9 +33,19 @@ class Policy:
     device_ttl_ms: int = field(init=False)
     fingerprint: str = field(init=False)
     """A short hash of the active policy, written to ``_enrichment.policy``."""
+    one_body: bool = field(init=False)
+    """R28, R38: both outputs get the same IP policy and no field pseudonymised, so a
+    destinations message is the warehouse message less ``context.traits`` and ``_enrichment``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "device_ttl_ms", int(self.device_ttl_days * DAY_MS))
+        object.__setattr__(
+            self,
+            "one_body",
+            self.ip_warehouse == self.ip_destinations
+            and not self.pii_warehouse
+            and not self.pii_destinations,
+        )
         object.__setattr__(self, "fingerprint", self._fingerprint())
 
     def _fingerprint(self) -> str:

@@ -616,14 +616,18 @@ class BatchProcessor:
                 continue
             assert outcome.warehouse is not None
             record_key = key.encode("utf-8")
-            self._output(
-                item.record, self._topics.warehouse, record_key, outcome.warehouse, out, counters
-            )
-            if outcome.destinations is not None:
-                destinations = outcome.destinations
-                self._output(
-                    item.record, self._topics.destinations, record_key, destinations, out, counters
-                )
+            topics = self._topics
+            if outcome.one_body and outcome.destinations is not None:
+                body = orjson.dumps(outcome.destinations)
+                warehouse = with_enrichment(body, outcome.warehouse["_enrichment"])
+                self._output(item.record, topics.warehouse, record_key, warehouse, out, counters)
+                self._output(item.record, topics.destinations, record_key, body, out, counters)
+            else:
+                warehouse = orjson.dumps(outcome.warehouse)
+                self._output(item.record, topics.warehouse, record_key, warehouse, out, counters)
+                if outcome.destinations is not None:
+                    body = orjson.dumps(outcome.destinations)
+                    self._output(item.record, topics.destinations, record_key, body, out, counters)
             if outcome.user_update is not None:
                 applied.users.append(outcome.user_update)
                 if self._policy.context_traits:  # R30: later events of the batch see them
@@ -697,13 +701,13 @@ class BatchProcessor:
         source: InRecord,
         topic: str,
         key: bytes,
-        message: dict[str, Any],
+        value: bytes,
         out: list[OutRecord],
         counters: Counters,
     ) -> None:
         """One output record, or a dead letter when the broker would refuse it (over the
         record limit: a rejected record would stop the batch, and every retry, for good)."""
-        record = OutRecord(topic, key, orjson.dumps(message))
+        record = OutRecord(topic, key, value)
         if fits(record, self._max_record_bytes):
             out.append(record)
             return
@@ -736,6 +740,12 @@ class BatchProcessor:
 
     def _count_retry(self, what: str) -> None:
         self.counters.retries[what] += 1
+
+
+def with_enrichment(body: bytes, enrichment: dict[str, Any]) -> bytes:
+    """The serialised warehouse message from its destinations message's serialisation
+    (``EventOutcome.one_body``): the same bytes as serialising it whole, ``_enrichment`` last."""
+    return b"".join((body[:-1], b',"_enrichment":', orjson.dumps(enrichment), b"}"))
 
 
 def _suppressed_kind(

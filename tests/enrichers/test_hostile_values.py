@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from enrichers import IpPolicy, Policy, Status
 from enrichers.raw import MAX_DEPTH, MAX_EVENT_BYTES
+from streams.worker.batch import with_enrichment
 from streams.worker.records import InRecord
 from tests.rules import Rules, parsed, sink_runner
 
@@ -175,6 +176,11 @@ def test_valid_events_with_hostile_values_always_give_their_messages(
         if outcome.status is Status.DUPLICATE:
             continue
         assert outcome.status is Status.MESSAGE and outcome.warehouse is not None
+        if outcome.one_body and outcome.destinations is not None:  # serialised once
+            spliced = with_enrichment(
+                orjson.dumps(outcome.destinations), outcome.warehouse["_enrichment"]
+            )
+            assert spliced == orjson.dumps(outcome.warehouse)
         for message in (outcome.warehouse, outcome.destinations):
             if message is None:
                 continue

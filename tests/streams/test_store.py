@@ -501,3 +501,48 @@ def test_profile_merges_carry_any_value_exactly(redis_url: str) -> None:
     assert loaded == {"u é": traits}
     assert profile.first_seen_ms == profile.last_seen_ms == seen
     assert profile.anonymous_ids == {aid: seen} and profile.devices == {"device ü": seen}
+
+
+AWKWARD_KEYS = ["", "a,b", "1 2", "line\nbreak", "é-ünïcode-🙂", "x" * 900, "3 4,5 6", "d"]
+"""Device keys that the packed script arguments (a header of lengths, the keys end to end)
+must carry exactly: empty, with the header's separators, multi-byte, long."""
+
+
+def test_awkward_device_keys_in_shared_buckets_round_trip_and_conflict_by_their_own_index(
+    redis_url: str,
+) -> None:
+    """Four buckets for 8 devices (several share one): each record lands under its own key, a
+    conflict names the device it happened to (R34), and a missing device stays missing."""
+
+    async def body(
+        store: StateStore, client: RedisClient
+    ) -> tuple[dict[str, DeviceState], SaveResult, dict[str, DeviceState]]:
+        await client.ping()
+        writes = [DeviceWrite(k, state(n)) for n, k in enumerate(AWKWARD_KEYS)]
+        await store.save(writes, {k: {"raw/0": n} for n, k in enumerate(AWKWARD_KEYS)}, {}, {})
+        loaded = await store.load_devices([*AWKWARD_KEYS, "missing"])
+        # another worker changes one device in the middle: only that one is a conflict
+        changed = "1 2"
+        await client.hset(
+            store.keys.device_bucket(changed),
+            changed,
+            encode_device(DeviceState(aid="a99", applied={"raw/0": 0}), version=12345),
+        )
+        again = [
+            DeviceWrite(k, replace(state(n + 10), version=loaded[k].version))
+            for n, k in enumerate(AWKWARD_KEYS)
+        ]
+        saved = await store.save(
+            again, {k: {"raw/0": n + 10} for n, k in enumerate(AWKWARD_KEYS)}, {}, {}
+        )
+        return loaded, saved, await store.load_devices(AWKWARD_KEYS)
+
+    loaded, saved, final = with_store(redis_url, body, buckets=4)
+    assert len({KeySpace("x", 4).device_bucket(k) for k in AWKWARD_KEYS}) < len(AWKWARD_KEYS)
+    assert {k: (s.aid, s.applied) for k, s in loaded.items()} == {
+        k: (f"a{n}", {"raw/0": n}) for n, k in enumerate(AWKWARD_KEYS)
+    }
+    assert saved.conflicts == {"1 2"} and saved.refused == 0
+    assert {k: s.aid for k, s in final.items()} == {
+        k: "a99" if k == "1 2" else f"a{n + 10}" for n, k in enumerate(AWKWARD_KEYS)
+    }

@@ -2,7 +2,8 @@
 
 (1) plain aiokafka loop (the limit), (2) a naive Faust agent, (3) the enricher worker with
 the full rules, and (3) again with two worker processes; each against freshly created
-topics holding the same generated workload. Then end-to-end latency at half of (3)'s
+topics holding the same generated workload. (1), (3) and (3) with IP and traits policies are
+measured first, in rounds (:class:`Compared`). Then end-to-end latency at half of (3)'s
 measured throughput, Redis commands per event, peak RSS per process and Redis memory per
 device. Then the scaling table: 1, 2 and 4 worker processes on 16 partitions, with state on a
 single Redis and on a local three-master Redis Cluster. Writes bench/results/bench.json and
@@ -50,6 +51,9 @@ SCALING_PARTITIONS = 16
 SCALING_WORKERS = (1, 2, 4)
 SCALING_RUNS = int(os.environ.get("BENCH_SCALING_RUNS", "2"))
 PARTS = os.environ.get("BENCH_PARTS", "all")
+CORE_ROUNDS = int(os.environ.get("BENCH_CORE_ROUNDS", "3"))
+"""Rounds of the compared rows (plain loop, worker, worker with policies), one after the other
+in each round: a row's figure is its median round, a ratio the median of the rounds' ratios."""
 PROFILES = os.environ.get("BENCH_PROFILES", "")
 """A directory: ``py-spy record --native`` samples each enricher worker and writes its stacks
 there (raw, for flame graphs). The rates are then not comparable."""
@@ -651,17 +655,8 @@ def main() -> int:
         return 0
     if PARTS == "core":  # the rows issue 21 targets, side by side: quicker than the whole bench
         with DevStack(redis_url=None, workdir=workdir, broker=BROKER) as stack:
-            bench = Bench(stack, workdir)
-            plain = bench.measure("plain aiokafka loop", 1)
-            memory_before = int(bench.redis.info("memory")["used_memory"])
-            enricher = bench.measure("enricher worker", 1)
-            memory_after = int(bench.redis.info("memory")["used_memory"])
-            memory = bench.redis_memory_per_device(bench.last_group)
-            policies = bench.measure("enricher, IP and traits policies", 1, POLICIES)
-        memory["used_memory_delta_per_device_incl_profiles"] = round(
-            (memory_after - memory_before) / DEVICES, 1
-        )
-        core = core_results(plain, enricher, policies, memory)
+            compared = Compared.measure(Bench(stack, workdir))
+        core = core_results(compared)
         path = RESULTS / "bench.json"
         current: dict[str, Any] = orjson.loads(path.read_bytes()) if path.exists() else {}
         current["core"] = core
@@ -685,15 +680,11 @@ def main() -> int:
             f"{workdir}",
             flush=True,
         )
-        # the rows issue 21 compares first, back to back, as BENCH_PARTS=core runs them: the
+        # the rows issue 21 compares first, in rounds, as BENCH_PARTS=core runs them: the
         # naive agent's 50 s between the plain loop and the worker left their ratio to the
         # machine's drift over a minute
-        plain = bench.measure("plain aiokafka loop", 1)
-        memory_before = int(bench.redis.info("memory")["used_memory"])
-        enricher = bench.measure("enricher worker", 1)
-        memory_after = int(bench.redis.info("memory")["used_memory"])
-        memory = bench.redis_memory_per_device(bench.last_group)
-        policies = bench.measure("enricher, IP and traits policies", 1, POLICIES)
+        compared = Compared.measure(bench)
+        plain, enricher, memory = compared.plain, compared.enricher, compared.memory
         naive = bench.measure("naive Faust agent", 1)
         bench.redis.flushdb()  # the naive agent's keys (and the rows' before) go
         runs = [plain, naive, enricher, bench.measure("enricher, 2 workers", 2)]
@@ -702,9 +693,6 @@ def main() -> int:
             bench.measure(f"enricher, {codec} outputs", 1, {"ENRICHER_OUTPUT_COMPRESSION": codec})
             for codec in COMPRESSION
         ]
-        memory["used_memory_delta_per_device_incl_profiles"] = round(
-            (memory_after - memory_before) / DEVICES, 1
-        )
         rows = scaling_table(bench, workdir)
     # on a stack of its own: after a dozen runs on one embedded broker, its fetches stall for
     # seconds now and then (measured: p99 from 0.1 s to 2-4 s on the third run in one stack,
@@ -716,11 +704,11 @@ def main() -> int:
         "devices": DEVICES,
         "runs": [asdict(r) for r in runs],
         "ratios": {
-            "enricher_vs_plain": round(enricher.events_per_second / plain.events_per_second, 3),
+            "enricher_vs_plain": round(compared.ratio(1), 3),
             "enricher_vs_naive": round(enricher.events_per_second / naive.events_per_second, 3),
             "two_workers_vs_one": round(runs[3].events_per_second / enricher.events_per_second, 3),
         },
-        "core": core_results(plain, enricher, policies, memory),
+        "core": core_results(compared),
         "console": console_results(plain, enricher, attached),
         "output_compression": {
             run.name.split(", ")[1].split()[0]: {
@@ -758,26 +746,90 @@ def main() -> int:
     return 0
 
 
-def core_results(
-    plain: Run, enricher: Run, policies: Run, memory: dict[str, float]
-) -> dict[str, Any]:
-    """Issue 21's table: rate against the plain loop, CPU and Redis commands per event,
-    Redis bytes per device."""
+@dataclass
+class Compared:
+    """Issue 21's rows, measured in :data:`CORE_ROUNDS` rounds of plain loop, worker and worker
+    with policies, one after the other: each row is its median round (by rate), each ratio
+    the median of the rounds' ratios (a round's rows ran within the same minute). Redis memory
+    per device is measured on the first round's worker."""
 
-    def row(run: Run) -> dict[str, Any]:
+    rounds: list[tuple[Run, Run, Run]]
+    memory: dict[str, float]
+
+    @classmethod
+    def measure(cls, bench: Bench) -> Compared:
+        rounds: list[tuple[Run, Run, Run]] = []
+        memory: dict[str, float] = {}
+        for _ in range(CORE_ROUNDS):
+            plain = bench.measure("plain aiokafka loop", 1)
+            memory_before = int(bench.redis.info("memory")["used_memory"])
+            enricher = bench.measure("enricher worker", 1)
+            memory_after = int(bench.redis.info("memory")["used_memory"])
+            if not memory:
+                memory = bench.redis_memory_per_device(bench.last_group)
+                memory["used_memory_delta_per_device_incl_profiles"] = round(
+                    (memory_after - memory_before) / DEVICES, 1
+                )
+            policies = bench.measure("enricher, IP and traits policies", 1, POLICIES)
+            rounds.append((plain, enricher, policies))
+        return cls(rounds, memory)
+
+    def median(self, column: int) -> Run:
+        """The round of a row (0 plain loop, 1 worker, 2 policies) with the median rate."""
+        runs = sorted((r[column] for r in self.rounds), key=lambda run: run.events_per_second)
+        return runs[(len(runs) - 1) // 2]
+
+    def ratio(self, column: int) -> float:
+        """The median over the rounds of a row's rate over the same round's plain loop."""
+        return statistics.median(
+            r[column].events_per_second / r[0].events_per_second for r in self.rounds
+        )
+
+    @property
+    def plain(self) -> Run:
+        return self.median(0)
+
+    @property
+    def enricher(self) -> Run:
+        return self.median(1)
+
+    @property
+    def policies(self) -> Run:
+        return self.median(2)
+
+
+def core_results(compared: Compared) -> dict[str, Any]:
+    """Issue 21's table: rate against the plain loop, CPU and Redis commands per event,
+    Redis bytes per device; the rounds it is the median of."""
+
+    def row(column: int) -> dict[str, Any]:
+        run = compared.median(column)
         return {
             "events_per_second": run.events_per_second,
-            "vs_plain": round(run.events_per_second / plain.events_per_second, 3),
+            "vs_plain": round(compared.ratio(column), 3),
             "cpu_us_per_event": run.cpu_us_per_event,
             "redis_commands_per_event": run.redis_commands_per_event,
         }
 
     return {
-        "plain": row(plain),
-        "enricher": row(enricher),
-        "enricher_policies": {**row(policies), "settings": POLICIES},
-        "redis_bytes_per_device_incl_profiles": memory[
+        "plain": row(0),
+        "enricher": row(1),
+        "enricher_policies": {**row(2), "settings": POLICIES},
+        "redis_bytes_per_device_incl_profiles": compared.memory[
             "used_memory_delta_per_device_incl_profiles"
+        ],
+        "rounds": [
+            {
+                "events_per_second": [run.events_per_second for run in runs],
+                "cpu_us_per_event": [run.cpu_us_per_event for run in runs],
+                "enricher_vs_plain": round(
+                    runs[1].events_per_second / runs[0].events_per_second, 3
+                ),
+                "policies_vs_plain": round(
+                    runs[2].events_per_second / runs[0].events_per_second, 3
+                ),
+            }
+            for runs in compared.rounds
         ],
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

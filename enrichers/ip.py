@@ -68,13 +68,25 @@ def collectable_request_ip(request_ip: str, collect_ipv6: bool) -> bool:
     return version == 4 or (version == 6 and collect_ipv6)
 
 
-@lru_cache(maxsize=65_536)
+_VERSIONS: Final[dict[str, int]] = {}
+"""IP versions of the values seen, 0 for no address (kept up to :data:`CACHED`, then started
+over)."""
+CACHED: Final = 65_536
+
+
 def ip_version(value: str) -> int | None:
-    """4 or 6 for an IP address, None for anything else (cached: addresses repeat)."""
-    try:
-        return ipaddress.ip_address(value).version
-    except ValueError:
-        return None
+    """4 or 6 for an IP address, None for anything else (cached in a dict, as addresses
+    repeat: cheaper to call than ``lru_cache``, issue 21)."""
+    version = _VERSIONS.get(value)
+    if version is None:
+        try:
+            version = ipaddress.ip_address(value).version
+        except ValueError:
+            version = 0
+        if len(_VERSIONS) >= CACHED:
+            _VERSIONS.clear()
+        _VERSIONS[value] = version
+    return version or None
 
 
 def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -40,7 +40,7 @@ from enrichers import (
     parse_raw_event,
     prepare_event,
 )
-from enrichers.identity import user_ids_named
+from enrichers.identity import add_user_ids_named
 from enrichers.profiles import coalesce_profiles, merge_traits
 from enrichers.regulations import Digests, IdKind, event_ids, raw_ids
 from streams.observe.logs import failure_site
@@ -563,11 +563,9 @@ class BatchProcessor:
         with the updates of the batch before (``handoff``) that may not be saved yet."""
         if not self._policy.context_traits:
             return {}
-        candidates = [
-            user_id
-            for item in accepted
-            for user_id in user_ids_named(item.event, stored.get(item.device.key, EMPTY_DEVICE))
-        ]
+        candidates: list[str] = []
+        for item in accepted:
+            add_user_ids_named(item.event, stored.get(item.device.key, EMPTY_DEVICE), candidates)
         traits = await self._retrying(
             lambda: self._store.load_user_traits(candidates), "load profiles"
         )

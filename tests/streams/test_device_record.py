@@ -47,6 +47,8 @@ def test_format_2_round_trips_every_state(state: DeviceState) -> None:
     assert decoded == state  # every field (the version is not compared)
     assert decoded.version == (state.version + 1 if state.version else decoded.version)
     assert decoded.version > 0
+    # saved again as loaded (a UUID anonymousId packed from what its decoding kept): same bytes
+    assert encode_device(decoded, decoded.version) == record
 
 
 def format_1(state: DeviceState, version: int) -> bytes:

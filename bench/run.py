@@ -793,10 +793,6 @@ class Compared:
     def enricher(self) -> Run:
         return self.median(1)
 
-    @property
-    def policies(self) -> Run:
-        return self.median(2)
-
 
 def core_results(compared: Compared) -> dict[str, Any]:
     """Issue 21's table: rate against the plain loop, CPU and Redis commands per event,

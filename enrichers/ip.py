@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final, Literal
 
+from enrichers.caches import remembered
+
 IpPolicyKind = Literal["keep", "drop", "truncate", "mask"]
 
 
@@ -83,9 +85,7 @@ def ip_version(value: str) -> int | None:
             version = ipaddress.ip_address(value).version
         except ValueError:
             version = 0
-        if len(_VERSIONS) >= CACHED:
-            _VERSIONS.clear()
-        _VERSIONS[value] = version
+        remembered(_VERSIONS, value, version, CACHED)
     return version or None
 
 

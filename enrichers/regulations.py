@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from enrichers.caches import remembered
 from enrichers.hygiene import Placeholders
 from enrichers.timestamps import format_iso_ms, parse_iso_ms
 from enrichers.values import id_string, is_truthy
@@ -222,10 +223,7 @@ class Digests:
         if digest is None:
             hasher = self._keyed.copy()
             hasher.update(named)
-            digest = hasher.digest()
-            if len(self._cache) >= self.CACHED:
-                self._cache.clear()
-            self._cache[named] = digest
+            digest = remembered(self._cache, named, hasher.digest(), self.CACHED)
         return digest
 
     def __repr__(self) -> str:

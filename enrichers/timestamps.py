@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from enrichers.caches import remembered
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 MIN_MS: Final = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _MILLISECOND
@@ -71,9 +73,7 @@ def _canonical_second(prefix: str) -> int | None:
     if seconds is None:
         seconds = _second_of(prefix)
         if seconds is not None:
-            if len(_SECONDS) >= CACHED:
-                _SECONDS.clear()
-            _SECONDS[prefix] = seconds
+            remembered(_SECONDS, prefix, seconds, CACHED)
     return seconds
 
 
@@ -113,12 +113,12 @@ def _second_prefix(epoch_seconds: int) -> str:
     prefix = _PREFIXES.get(epoch_seconds)
     if prefix is None:
         m = _EPOCH + timedelta(seconds=epoch_seconds)
-        prefix = (
-            f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}."
+        prefix = remembered(
+            _PREFIXES,
+            epoch_seconds,
+            f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}.",
+            CACHED,
         )
-        if len(_PREFIXES) >= CACHED:
-            _PREFIXES.clear()
-        _PREFIXES[epoch_seconds] = prefix
     return prefix
 
 

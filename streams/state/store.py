@@ -34,6 +34,7 @@ from redis.crc import key_slot
 from redis.exceptions import NoScriptError, RedisError
 
 from enrichers import DeviceState
+from enrichers.caches import remembered
 from enrichers.ids import uuid_text
 from enrichers.policy import DAY_MS
 from enrichers.profiles import ProfileMerge
@@ -627,9 +628,7 @@ def decode_device(record: bytes) -> DeviceState:
     if flags & _UUID_AID:
         uuid = packed[at : at + 16]
         aid = uuid_text(uuid)
-        if len(_PACKED_AIDS) >= _PACKED_AIDS_KEPT:
-            _PACKED_AIDS.clear()
-        _PACKED_AIDS[aid] = uuid
+        remembered(_PACKED_AIDS, aid, uuid, _PACKED_AIDS_KEPT)
         at += 16
     return DeviceState(
         aid=aid,

@@ -74,28 +74,27 @@ def split_outputs(
     ``_enrichment``, key for key (nothing else to take out or change: one serialisation
     serves both)."""
     destinations: dict[str, Any] | None = None
+    one_body = False
     # R29 by integrations, R37 by the consent categories mapped to the destinations
     if reaches_destinations(warehouse["integrations"]) and consented(
         warehouse["context"], policy.destinations_consent
     ):
         destinations = dict(warehouse)  # copied whole, then trimmed: quicker than filtered
         del destinations["_enrichment"]
-        if policy.one_body and "traits" not in warehouse["context"]:
-            if policy.ip_warehouse.kind != "keep":  # R28: one policy, one context for both
-                context = dict(warehouse["context"])
-                apply_ip_policy(context, policy.ip_warehouse)
-                warehouse["context"] = destinations["context"] = context
-            return warehouse, destinations, True
-        context = dict(warehouse["context"])
-        context.pop("traits", None)
-        apply_ip_policy(context, policy.ip_destinations)
-        destinations["context"] = context
+        one_body = policy.one_body and "traits" not in warehouse["context"]
+        if not one_body:
+            context = dict(warehouse["context"])
+            context.pop("traits", None)
+            apply_ip_policy(context, policy.ip_destinations)
+            destinations["context"] = context
     if policy.ip_warehouse.kind != "keep":
         context = dict(warehouse["context"])
         apply_ip_policy(context, policy.ip_warehouse)
         warehouse["context"] = context
+        if one_body and destinations is not None:  # R28: one policy, one context for both
+            destinations["context"] = context
     if policy.pii_warehouse:  # R38
         warehouse = pseudonymised(warehouse, policy.pii_warehouse, policy.pii_key)
     if destinations is not None and policy.pii_destinations:
         destinations = pseudonymised(destinations, policy.pii_destinations, policy.pii_key)
-    return warehouse, destinations, False
+    return warehouse, destinations, one_body

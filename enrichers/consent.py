@@ -6,13 +6,13 @@ mapped category is ``true`` on it (a missing category is ``false``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 
-def preferences(context: Mapping[str, Any] | None) -> dict[str, bool] | None:
+def preferences(context: dict[str, Any] | None) -> dict[str, bool] | None:
     """The call's category preferences, when it sends any (an object of booleans)."""
-    consent = (context or {}).get("consent")
+    consent = context.get("consent") if context is not None else None
     # None and dict first: an isinstance check against the Mapping ABC runs interpreted
     if consent is None or not isinstance(consent, (dict, Mapping)):
         return None
@@ -30,7 +30,9 @@ def fill_preferences(context: dict[str, Any], remembered: Mapping[str, bool]) ->
     context["consent"] = filled
 
 
-def consented(context: Mapping[str, Any] | None, categories: Iterable[str]) -> bool:
+def consented(context: dict[str, Any] | None, categories: tuple[str, ...]) -> bool:
     """Whether every one of ``categories`` is true on the message (none mapped: always)."""
+    if not categories:  # the default: nothing to read
+        return True
     given = preferences(context) or {}
     return all(given.get(category) is True for category in categories)

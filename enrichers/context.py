@@ -26,9 +26,9 @@ class CallContext:
 
 
 def build_context(
-    raw_context: Mapping[str, Any] | None,
-    raw_integrations: Mapping[str, Any] | None,
-    options: Mapping[str, Any],
+    raw_context: dict[str, Any] | None,
+    raw_integrations: dict[str, Any] | None,
+    options: dict[str, Any],
     request_ip: str | None,
     collect_ipv6: bool,
 ) -> CallContext:

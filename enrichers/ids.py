@@ -6,7 +6,7 @@ input into fresh state yields identical output (replays, rebuilds and diffs rely
 
 from __future__ import annotations
 
-import hashlib
+from hashlib import blake2b
 
 from enrichers.state import DIGEST_BYTES
 
@@ -15,7 +15,7 @@ _SEPARATOR = "\x1f"
 
 def derive_uuid4(*parts: str) -> str:
     """A UUID-4 shaped id (lowercase, 36 characters) derived from ``parts``."""
-    digest = hashlib.blake2b(_SEPARATOR.join(parts).encode("utf-8"), digest_size=16).digest()
+    digest = blake2b(_SEPARATOR.join(parts).encode("utf-8"), digest_size=16).digest()
     # what uuid.UUID(bytes=digest, version=4) prints, without building one: the version
     # nibble set to 4, the variant bits to 10
     raw = bytearray(digest)
@@ -53,7 +53,7 @@ def generated_anonymous_id(device_key: str, message_id: str, generation: int) ->
 def message_id_digest(message_id: str) -> bytes:
     """R33: a compact 52-bit fingerprint of a messageId for the device's recent-ids window, as
     8 big-endian bytes (the window is their concatenation, stored as it is held)."""
-    digest = hashlib.blake2b(message_id.encode("utf-8"), digest_size=8).digest()
+    digest = blake2b(message_id.encode("utf-8"), digest_size=8).digest()
     return (int.from_bytes(digest, "big") >> 12).to_bytes(DIGEST_BYTES, "big")
 
 

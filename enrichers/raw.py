@@ -57,7 +57,7 @@ class Rejection:
     message: str
 
 
-_NO_OPTIONS: Final[Mapping[str, Any]] = {}
+_NO_OPTIONS: Final[dict[str, Any]] = {}
 """The options of an event without any (read-only: one for all, not one per call)."""
 
 
@@ -83,7 +83,8 @@ class RawEvent:
         return self.fields.get(name)
 
     @property
-    def options(self) -> Mapping[str, Any]:
+    def options(self) -> dict[str, Any]:
+        """Read, never changed (a dict, as ``fields``: the compiled rules read it directly)."""
         options = self.fields.get("options")
         return options if options is not None else _NO_OPTIONS
 

@@ -205,25 +205,27 @@ class Digests:
     confirmed by hashing guesses without the key. The digests of recent ids are kept in
     memory (a device's ids come back on every event it sends: issue 21)."""
 
-    CACHED: Final = 65_536
-    """Most digests kept; the cache starts over when full."""
+    CACHED: Final = 32_768
+    """Most digests kept per kind of id (device, anonymousId, userId); a kind's cache starts
+    over when full."""
 
     def __init__(self, key: bytes) -> None:
         self.key = key
         self._keyed = hashlib.blake2b(key=key, digest_size=16)  # copied: the key hashed once
-        self._cache: dict[bytes, bytes] = {}
+        self._caches: dict[str, dict[str, bytes]] = {kind: {} for kind in _PREFIX}
+        """Per kind of id, the digests by the id's text (no bytes built to find one)."""
 
     @classmethod
     def from_secret(cls, secret: bytes) -> Digests:
         return cls(hashlib.sha256(b"identity-enricher regulations\0" + secret).digest())
 
     def of(self, kind: str, identifier: str) -> bytes:
-        named = _PREFIX[kind] + identifier.encode("utf-8", "surrogatepass")
-        digest = self._cache.get(named)
+        cache = self._caches[kind]
+        digest = cache.get(identifier)
         if digest is None:
             hasher = self._keyed.copy()
-            hasher.update(named)
-            digest = remembered(self._cache, named, hasher.digest(), self.CACHED)
+            hasher.update(_PREFIX[kind] + identifier.encode("utf-8", "surrogatepass"))
+            digest = remembered(cache, identifier, hasher.digest(), self.CACHED)
         return digest
 
     def __repr__(self) -> str:

@@ -8,7 +8,8 @@ from typing import Any
 
 def is_number(value: Any) -> bool:
     """A JSON number (a JavaScript number), booleans excluded."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # a tuple, not ``int | float``: compiled, the union is built on every call (issue 21)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def js_number_string(value: int | float) -> str:

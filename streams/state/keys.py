@@ -3,9 +3,9 @@ keys of one hash tag (one Redis Cluster slot): a device's record, or one profile
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from typing import Final
+from zlib import crc32
 
 DEVICE_BUCKETS: Final = 1024
 """Device records are fields of this many hashes by default (ENRICHER_DEVICE_BUCKETS): about
@@ -35,7 +35,7 @@ class KeySpace:
 
     def bucket_number(self, device_key: str) -> int:
         """The number of the bucket holding a device's record: its key's CRC-32, modulo."""
-        return zlib.crc32(device_key.encode()) % self.device_buckets
+        return crc32(device_key.encode()) % self.device_buckets
 
     def bucket(self, number: int) -> str:
         return f"{self.app_id}:devices:{{{number}}}"

@@ -139,6 +139,11 @@ class LayoutMismatch(Exception):
     """The app's devices are in buckets of another count than ENRICHER_DEVICE_BUCKETS."""
 
 
+_DEVICE_BUCKETS_KEPT: Final = 16_384
+"""Devices whose bucket :meth:`StateStore._bucket` remembers (started over when full): more
+than a batch holds."""
+
+
 class StateStore:
     """The Redis side of the worker. Methods raise redis errors; the caller retries."""
 
@@ -158,6 +163,9 @@ class StateStore:
         self._buckets: dict[int, tuple[str, int]] = {}
         """The name and slot of each bucket used so far, by number: every device of a batch
         looks its bucket up twice (load, save), without naming or hashing it again."""
+        self._device_buckets: dict[str, tuple[str, int]] = {}
+        """The bucket of each recent device, by its key: a batch's save finds what its load
+        worked out, without encoding and checksumming the key again (issue 21)."""
 
     def _slot(self, key: str) -> int:
         """The hash slot of ``key`` on a cluster; 0 for every key on a single Redis (where
@@ -166,11 +174,14 @@ class StateStore:
 
     def _bucket(self, device_key: str) -> tuple[str, int]:
         """The bucket holding a device's record and its slot (:meth:`_slot`)."""
-        number = self._keys.bucket_number(device_key)
-        found = self._buckets.get(number)
+        found = self._device_buckets.get(device_key)
         if found is None:
-            bucket = self._keys.bucket(number)
-            found = self._buckets[number] = (bucket, self._slot(bucket))
+            number = self._keys.bucket_number(device_key)
+            found = self._buckets.get(number)
+            if found is None:
+                bucket = self._keys.bucket(number)
+                found = self._buckets[number] = (bucket, self._slot(bucket))
+            remembered(self._device_buckets, device_key, found, _DEVICE_BUCKETS_KEPT)
         return found
 
     @property

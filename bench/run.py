@@ -51,9 +51,11 @@ SCALING_PARTITIONS = 16
 SCALING_WORKERS = (1, 2, 4)
 SCALING_RUNS = int(os.environ.get("BENCH_SCALING_RUNS", "2"))
 PARTS = os.environ.get("BENCH_PARTS", "all")
-CORE_ROUNDS = int(os.environ.get("BENCH_CORE_ROUNDS", "3"))
+CORE_ROUNDS = int(os.environ.get("BENCH_CORE_ROUNDS", "5"))
 """Rounds of the compared rows (plain loop, worker, worker with policies), one after the other
-in each round: a row's figure is its median round, a ratio the median of the rounds' ratios."""
+in each round: a row's figure is its median round, a ratio the median of the rounds' ratios.
+Five, not three: on this shared machine one round's ratio moved by a quarter from the next
+(0.470, 0.369, 0.345 in one run), and with three a single such round decided the median."""
 PROFILES = os.environ.get("BENCH_PROFILES", "")
 """A directory: ``py-spy record --native`` samples each enricher worker and writes its stacks
 there (raw, for flame graphs). The rates are then not comparable."""

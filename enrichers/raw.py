@@ -215,8 +215,11 @@ def parse_raw_event(value: bytes | None) -> RawEvent | Rejection:
             RejectCode.NOT_AN_OBJECT, f"the value is a JSON {type(decoded).__name__}, not an object"
         )
     # objects and arrays cannot nest deeper than the brackets the value holds: most events
-    # are not walked for their depth at all
-    shallow = value.count(b"{") + value.count(b"[") <= MAX_DEPTH
+    # are not walked for their depth at all. The brackets are counted by what taking them out
+    # removes: ``bytes.replace`` skips from one to the next (memchr), where ``bytes.count``
+    # visits every byte (a third of the time on the bench's events, issue 21)
+    brackets = len(value) - len(value.replace(b"{", b"").replace(b"[", b""))
+    shallow = brackets <= MAX_DEPTH
     return validate_raw_event(decoded, depth_known=shallow)
 
 

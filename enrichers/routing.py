@@ -21,10 +21,10 @@ def _all_enabled(integrations: Mapping[str, Any]) -> bool:
     return integrations.get("All", True) is not False
 
 
-def reaches_destinations(integrations: dict[str, Any]) -> bool:
+def reaches_destinations(integrations: Mapping[str, Any]) -> bool:
     """Whether the message goes to the destinations topic: always, unless ``All`` is false
     and no destination is enabled by name."""
-    if integrations.get("All", True) is not False:  # (a dict: read directly when compiled)
+    if _all_enabled(integrations):
         return True
     return any(name != "All" and _enables(value) for name, value in integrations.items())
 

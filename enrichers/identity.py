@@ -241,8 +241,6 @@ def add_user_ids_named(event: RawEvent, state: DeviceState, into: list[str]) -> 
     user_id = id_string(event.get("userId"))
     if user_id:
         into.append(user_id)
-    options = event.fields.get("options")
-    if options:
-        user_id = id_string(options.get("userId"))
-        if user_id:
-            into.append(user_id)
+    user_id = id_string(event.options.get("userId"))
+    if user_id:
+        into.append(user_id)

@@ -3,7 +3,7 @@ StateStore on a Redis, outputs discarded (no broker), reporting process CPU µs 
 Redis commands per event and the Redis memory the state takes per device.
 
     python -m bench.batch_path [--policies] [--profile]
-    # BENCH_REDIS_URL, BENCH_EVENTS, BENCH_DEVICES
+    # BENCH_REDIS_URL, BENCH_EVENTS, BENCH_DEVICES, BENCH_BATCH
 
 ``--profile`` prints cProfile's top functions (the pure build shows every Python function;
 for the compiled build use py-spy --native). Issue 21's steps were measured with it, each
@@ -37,7 +37,8 @@ POLICIES = {
     "ENRICHER_IP_POLICY_DESTINATIONS": "mask",
     "ENRICHER_CONTEXT_TRAITS": "*",
 }
-BATCH = 2000
+BATCH = int(os.environ.get("BENCH_BATCH", "2000"))
+"""Events a batch (the worker's ENRICHER_BATCH_MAX is the default, 2,000)."""
 DEVICES = int(os.environ.get("BENCH_DEVICES", "20000"))
 """Devices in the workload: fewer give each a longer history (a fuller R33 window)."""
 PARTITIONS = 8

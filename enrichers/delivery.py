@@ -71,9 +71,13 @@ class Delivery:
 
 def explicit_message_id(event: RawEvent) -> str | None:
     """R23: ``options.messageId``, else the raw ``messageId``; empty strings are not ids."""
-    for candidate in (event.options.get("messageId"), event.get("messageId")):
-        if isinstance(candidate, str) and candidate:
-            return candidate
+    # (two tests, not a loop over a tuple of both: compiled, that iterates generically)
+    candidate = event.options.get("messageId")
+    if isinstance(candidate, str) and candidate:
+        return candidate
+    candidate = event.get("messageId")
+    if isinstance(candidate, str) and candidate:
+        return candidate
     return None
 
 

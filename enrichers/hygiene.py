@@ -29,8 +29,9 @@ DEFAULT_PLACEHOLDERS: Final = (
 PATTERN_LABEL: Final = "(pattern)"
 """How a value blocked by the regular expression is counted (the label set stays bounded)."""
 
-_ID_FIELDS: Final = ("userId", "anonymousId", "groupId", "previousId")
-_OPTION_IDS: Final = ("userId", "anonymousId")
+# (typed as tuples of any length: compiled, a loop over a fixed-length one iterates generically)
+_ID_FIELDS: Final[tuple[str, ...]] = ("userId", "anonymousId", "groupId", "previousId")
+_OPTION_IDS: Final[tuple[str, ...]] = ("userId", "anonymousId")
 _CONTROL_IDS: Final = frozenset({"setUserId", "setAnonymousId", "setGroupId"})
 
 

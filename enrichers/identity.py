@@ -77,9 +77,13 @@ class IdentityChange:
 def explicit_anonymous_id(event: RawEvent) -> str | None:
     """R6: ``options.anonymousId``, else the top-level ``anonymousId``; falsy values are
     ignored, numbers become strings."""
-    for candidate in (event.options.get("anonymousId"), event.get("anonymousId")):
-        if is_truthy(candidate):
-            return id_string(candidate)
+    # (two tests, not a loop over a tuple of both: compiled, that iterates generically)
+    candidate = event.options.get("anonymousId")
+    if is_truthy(candidate):
+        return id_string(candidate)
+    candidate = event.get("anonymousId")
+    if is_truthy(candidate):
+        return id_string(candidate)
     return None
 
 

@@ -7,10 +7,14 @@ input into fresh state yields identical output (replays, rebuilds and diffs rely
 from __future__ import annotations
 
 from hashlib import blake2b
+from typing import Final
 
 from enrichers.state import DIGEST_BYTES
 
 _SEPARATOR = "\x1f"
+INT_FROM_BYTES: Final = int.from_bytes
+"""``int.from_bytes``, bound once: compiled, a call of ``int.from_bytes(...)`` binds the class
+method again every time (issue 21)."""
 
 
 def derive_uuid4(*parts: str) -> str:
@@ -54,7 +58,8 @@ def message_id_digest(message_id: str) -> bytes:
     """R33: a compact 52-bit fingerprint of a messageId for the device's recent-ids window, as
     8 big-endian bytes (the window is their concatenation, stored as it is held)."""
     digest = blake2b(message_id.encode("utf-8"), digest_size=8).digest()
-    return (int.from_bytes(digest, "big") >> 12).to_bytes(DIGEST_BYTES, "big")
+    fingerprint: int = INT_FROM_BYTES(digest, "big") >> 12
+    return fingerprint.to_bytes(DIGEST_BYTES, "big")
 
 
 def consentless_anonymous_id(message_id: str) -> str:

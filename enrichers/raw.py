@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-import orjson
+# (imported by name: compiled, ``orjson.loads`` is a module attribute lookup on every call)
+from orjson import JSONDecodeError, loads
 
 from enrichers.values import is_number
 
@@ -203,8 +204,8 @@ def parse_raw_event(value: bytes | None) -> RawEvent | Rejection:
             RejectCode.TOO_LARGE, f"{len(value)} bytes is over the {MAX_EVENT_BYTES}-byte limit"
         )
     try:
-        decoded = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
+        decoded = loads(value)
+    except JSONDecodeError as exc:
         try:
             value.decode("utf-8")
         except UnicodeDecodeError as not_utf8:

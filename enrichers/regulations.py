@@ -238,16 +238,20 @@ class Digests:
 
 
 def event_ids(
-    fields: Mapping[str, Any], device_key: str, stored_user_id: str | None
+    fields: dict[str, Any], device_key: str, stored_user_id: str | None
 ) -> list[tuple[IdKind, str]]:
     """R39: the ids by which a raw event may be suppressed: its userId, its anonymousId, its
     device key, and the userId its device has stored."""
     ids: list[tuple[IdKind, str]] = [("device", device_key)]
-    for kind, name in (("userId", "userId"), ("anonymousId", "anonymousId")):
-        value = fields.get(name)
-        identifier = id_string(value) if is_truthy(value) else None
-        if identifier:
-            ids.append((kind, identifier))  # type: ignore[arg-type]
+    # (each field in turn, not a loop over a tuple of names: compiled, that is generic)
+    user_id = fields.get("userId")
+    identifier = id_string(user_id) if is_truthy(user_id) else None
+    if identifier:
+        ids.append(("userId", identifier))
+    anonymous_id = fields.get("anonymousId")
+    identifier = id_string(anonymous_id) if is_truthy(anonymous_id) else None
+    if identifier:
+        ids.append(("anonymousId", identifier))
     if stored_user_id:
         ids.append(("userId", stored_user_id))
     return ids

@@ -29,13 +29,14 @@ from functools import partial
 from importlib import resources
 from typing import Any, Final, TypeVar, cast
 
-import orjson
+# (imported by name: compiled, ``orjson.dumps`` is a module attribute lookup on every call)
+from orjson import dumps, loads
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError, RedisError
 
 from enrichers import DeviceState
 from enrichers.caches import remembered
-from enrichers.ids import uuid_text
+from enrichers.ids import INT_FROM_BYTES, uuid_text
 from enrichers.policy import DAY_MS
 from enrichers.profiles import ProfileMerge
 from enrichers.state import DIGEST_BYTES
@@ -270,7 +271,7 @@ class StateStore:
         """The merged traits of each user profile (users without any are left out): the
         profiles' trait fields only (R30 reads them for every user a batch names)."""
         return {
-            user_id: {name[2:].decode(): orjson.loads(value) for name, value in fields.items()}
+            user_id: {name[2:].decode(): loads(value) for name, value in fields.items()}
             for user_id, fields in (await self._profile_fields("user", user_ids, "traits")).items()
         }
 
@@ -312,7 +313,7 @@ class StateStore:
     async def save(
         self,
         devices: Sequence[DeviceWrite],
-        advanced: Mapping[str, Mapping[str, int]],
+        advanced: dict[str, dict[str, int]],
         users: Mapping[str, ProfileMerge],
         groups: Mapping[str, ProfileMerge],
     ) -> SaveResult:
@@ -557,7 +558,7 @@ def encode_device(state: DeviceState, version: int | None = None) -> bytes:
         (
             head.encode(),
             b"\n",
-            orjson.dumps(document),
+            dumps(document),
             b"\n",
             bytes((flags,)),
             *packed,
@@ -624,17 +625,17 @@ def decode_device(record: bytes) -> DeviceState:
             else:
                 applied[stream] = int(offset)
     if format_ == 1:
-        document: dict[str, Any] = orjson.loads(rest)
+        document: dict[str, Any] = loads(rest)
         document["o"] = applied
         return DeviceState.from_json(document).changed(version=version)
     body, _, packed = rest.partition(b"\n")
-    document = orjson.loads(body)
+    document = loads(body)
     flags = packed[0]
     at = 1
     last_seen: int | None = None
     aid: str | None = document.get("a")
     if flags & _LAST_SEEN:
-        last_seen = int.from_bytes(packed[1:9], "big", signed=True)
+        last_seen = INT_FROM_BYTES(packed[1:9], "big", signed=True)
         at = 9
     if flags & _UUID_AID:
         uuid = packed[at : at + 16]
@@ -687,7 +688,7 @@ def decode_profile(fields: Mapping[bytes, bytes]) -> StoredProfile:
     for name, value in fields.items():
         kind = name[:2]
         if kind == b"t:":
-            traits[name[2:].decode()] = orjson.loads(value)
+            traits[name[2:].decode()] = loads(value)
         elif kind == b"a:":
             anonymous_ids[name[2:].decode()] = int(value)
         elif kind == b"d:":
@@ -713,6 +714,6 @@ def _merge_args(merge: ProfileMerge) -> list[Any]:
         devices += [str(seen), device]
     traits: list[str] = []
     for name, value in merge.traits.items():
-        traits += [name, orjson.dumps(value).decode()]
+        traits += [name, dumps(value).decode()]
     first, last = str(merge.first_seen_ms), str(merge.last_seen_ms)
-    return [orjson.dumps([first, last, anonymous_ids, devices, traits])]
+    return [dumps([first, last, anonymous_ids, devices, traits])]

@@ -6,7 +6,7 @@ with the dead-letter code of CONTRACT "Dead letters".
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -90,60 +90,75 @@ class RawEvent:
         return options if options is not None else _NO_OPTIONS
 
 
-def _is_id(value: Any) -> bool:
-    return value is None or isinstance(value, str) or is_number(value)
+_ID: Final = "a string or a number"
+_TEXT: Final = "a string"
+_OBJECT: Final = "an object"
 
 
-def _is_anonymous_id(value: Any) -> bool:
-    # R6: falsy values, `false` included, are accepted and ignored.
-    return _is_id(value) or value is False
+def _meets(wanted: str, value: Any) -> bool:
+    """Whether ``value`` is what a check names (:data:`_ID`, :data:`_TEXT`, :data:`_OBJECT`);
+    null always is. (The tables name the checks instead of holding functions: compiled, a
+    call through a table is a generic call, issue 21.)"""
+    if value is None:
+        return True
+    if wanted == _TEXT:
+        return isinstance(value, str)
+    if wanted == _OBJECT:
+        return isinstance(value, dict)
+    return isinstance(value, str) or is_number(value)
 
 
-def _is_object(value: Any) -> bool:
-    return value is None or isinstance(value, dict)
+_FIELD_CHECKS: Final[dict[str, str]] = {
+    "messageId": _TEXT,
+    "userId": _ID,
+    "anonymousId": _ID,
+    "groupId": _ID,
+    "previousId": _ID,
+    "event": _TEXT,
+    "name": _TEXT,
+    "category": _TEXT,
+    "properties": _OBJECT,
+    "traits": _OBJECT,
+    "context": _OBJECT,
+    "integrations": _OBJECT,
+    "options": _OBJECT,
+    "timestamp": _TEXT,
+    "sentAt": _TEXT,
+    "receivedAt": _TEXT,
+    "requestIp": _TEXT,
+}
+"""What each checked field must be."""
 
-
-def _is_text(value: Any) -> bool:
-    return value is None or isinstance(value, str)
-
-
-_FIELD_CHECKS: Final[dict[str, tuple[Callable[[Any], bool], str]]] = {
-    "messageId": (_is_text, "a string"),
-    "userId": (_is_id, "a string or a number"),
-    "anonymousId": (_is_anonymous_id, "a string or a number"),
-    "groupId": (_is_id, "a string or a number"),
-    "previousId": (_is_id, "a string or a number"),
-    "event": (_is_text, "a string"),
-    "name": (_is_text, "a string"),
-    "category": (_is_text, "a string"),
-    "properties": (_is_object, "an object"),
-    "traits": (_is_object, "an object"),
-    "context": (_is_object, "an object"),
-    "integrations": (_is_object, "an object"),
-    "options": (_is_object, "an object"),
-    "timestamp": (_is_text, "a string"),
-    "sentAt": (_is_text, "a string"),
-    "receivedAt": (_is_text, "a string"),
-    "requestIp": (_is_text, "a string"),
+_OPTION_CHECKS: Final[dict[str, str]] = {
+    "userId": _ID,
+    "anonymousId": _ID,
+    "messageId": _TEXT,
+    "timestamp": _TEXT,
+    "context": _OBJECT,
+    "integrations": _OBJECT,
+    "traits": _OBJECT,
 }
 
-_OPTION_CHECKS: Final[dict[str, tuple[Callable[[Any], bool], str]]] = {
-    "userId": (_is_id, "a string or a number"),
-    "anonymousId": (_is_anonymous_id, "a string or a number"),
-    "messageId": (_is_text, "a string"),
-    "timestamp": (_is_text, "a string"),
-    "context": (_is_object, "an object"),
-    "integrations": (_is_object, "an object"),
-    "traits": (_is_object, "an object"),
+_VALUE_CHECKS: Final[dict[str, str]] = {
+    "setAnonymousId": _ID,
+    "setUserId": _ID,
+    "setGroupId": _ID,
+    "setUserTraits": _OBJECT,
+    "setGroupTraits": _OBJECT,
 }
+"""What the ``value`` of each control call must be (null always may)."""
 
-_VALUE_CHECKS: Final[dict[str, tuple[Callable[[Any], bool], str]]] = {
-    "setAnonymousId": (_is_anonymous_id, "a string, a number or null"),
-    "setUserId": (_is_id, "a string, a number or null"),
-    "setGroupId": (_is_id, "a string, a number or null"),
-    "setUserTraits": (_is_object, "an object or null"),
-    "setGroupTraits": (_is_object, "an object or null"),
-}
+
+def _accepted(wanted: str, name: str, value: Any) -> bool:
+    """:func:`_meets`, with R6's ``false`` anonymousId."""
+    return _meets(wanted, value) or (value is False and name in _FALSE_ALLOWED)
+
+
+_FALSE_ALLOWED: Final = frozenset({"anonymousId", "setAnonymousId"})
+"""R6: fields where ``false`` is accepted (and ignored, as every falsy anonymousId)."""
+
+_OR_NULL: Final[dict[str, str]] = {_ID: "a string, a number or null", _OBJECT: "an object or null"}
+"""How a control call's ``value`` problem is told."""
 
 
 def nests_deeper_than(value: Any, limit: int) -> bool:
@@ -166,32 +181,34 @@ def _field_problem(fields: dict[str, Any]) -> str | None:
     event carries a few of the checked fields), the ordered walk only when one fails."""
     checks = _FIELD_CHECKS
     for name, value in fields.items():
-        check = checks.get(name)
-        if check is not None and not check[0](value):
+        wanted = checks.get(name)
+        if wanted is not None and not _accepted(wanted, name, value):
             return _ordered_field_problem(fields)
     options = fields.get("options")
     if options:
         for name, value in options.items():
-            check = _OPTION_CHECKS.get(name)
-            if check is not None and not check[0](value):
+            wanted = _OPTION_CHECKS.get(name)
+            if wanted is not None and not _accepted(wanted, name, value):
                 return _ordered_field_problem(fields)
-    value_check = _VALUE_CHECKS.get(fields["type"])
-    if value_check is not None and not value_check[0](fields.get("value")):
+    kind = fields["type"]
+    wanted = _VALUE_CHECKS.get(kind)
+    if wanted is not None and not _accepted(wanted, kind, fields.get("value")):
         return _ordered_field_problem(fields)
     return None
 
 
 def _ordered_field_problem(fields: Mapping[str, Any]) -> str | None:
-    for name, (check, wanted) in _FIELD_CHECKS.items():
-        if name in fields and not check(fields[name]):
+    for name, wanted in _FIELD_CHECKS.items():
+        if name in fields and not _accepted(wanted, name, fields[name]):
             return f"field {name!r} must be {wanted}"
     options = fields.get("options") or {}
-    for name, (check, wanted) in _OPTION_CHECKS.items():
-        if name in options and not check(options[name]):
+    for name, wanted in _OPTION_CHECKS.items():
+        if name in options and not _accepted(wanted, name, options[name]):
             return f"field 'options.{name}' must be {wanted}"
-    value_check = _VALUE_CHECKS.get(fields["type"])
-    if value_check is not None and not value_check[0](fields.get("value")):
-        return f"field 'value' of {fields['type']} must be {value_check[1]}"
+    kind = fields["type"]
+    value_check = _VALUE_CHECKS.get(kind)
+    if value_check is not None and not _accepted(value_check, kind, fields.get("value")):
+        return f"field 'value' of {kind} must be {_OR_NULL[value_check]}"
     return None
 
 

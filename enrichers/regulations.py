@@ -244,17 +244,20 @@ def event_ids(
     device key, and the userId its device has stored."""
     ids: list[tuple[IdKind, str]] = [("device", device_key)]
     # (each field in turn, not a loop over a tuple of names: compiled, that is generic)
-    user_id = fields.get("userId")
-    identifier = id_string(user_id) if is_truthy(user_id) else None
-    if identifier:
-        ids.append(("userId", identifier))
-    anonymous_id = fields.get("anonymousId")
-    identifier = id_string(anonymous_id) if is_truthy(anonymous_id) else None
-    if identifier:
-        ids.append(("anonymousId", identifier))
+    user_id = _given_id(fields.get("userId"))
+    if user_id:
+        ids.append(("userId", user_id))
+    anonymous_id = _given_id(fields.get("anonymousId"))
+    if anonymous_id:
+        ids.append(("anonymousId", anonymous_id))
     if stored_user_id:
         ids.append(("userId", stored_user_id))
     return ids
+
+
+def _given_id(value: Any) -> str | None:
+    """An id field's id: its text when given (a falsy value is none: R6)."""
+    return id_string(value) if is_truthy(value) else None
 
 
 def raw_ids(document: Any, key: str | None) -> list[tuple[IdKind, str]]:
@@ -264,8 +267,7 @@ def raw_ids(document: Any, key: str | None) -> list[tuple[IdKind, str]]:
     if isinstance(document, dict):
         ids += event_ids(document, "", None)[1:]
         for name in ("anonymousId", "userId"):
-            value = document.get(name)
-            identifier = id_string(value) if is_truthy(value) else None
+            identifier = _given_id(document.get(name))
             if identifier and not key:
                 ids.append(("device", identifier))
                 break

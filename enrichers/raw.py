@@ -95,19 +95,6 @@ _TEXT: Final = "a string"
 _OBJECT: Final = "an object"
 
 
-def _meets(wanted: str, value: Any) -> bool:
-    """Whether ``value`` is what a check names (:data:`_ID`, :data:`_TEXT`, :data:`_OBJECT`);
-    null always is. (The tables name the checks instead of holding functions: compiled, a
-    call through a table is a generic call, issue 21.)"""
-    if value is None:
-        return True
-    if wanted == _TEXT:
-        return isinstance(value, str)
-    if wanted == _OBJECT:
-        return isinstance(value, dict)
-    return isinstance(value, str) or is_number(value)
-
-
 _FIELD_CHECKS: Final[dict[str, str]] = {
     "messageId": _TEXT,
     "userId": _ID,
@@ -150,8 +137,17 @@ _VALUE_CHECKS: Final[dict[str, str]] = {
 
 
 def _accepted(wanted: str, name: str, value: Any) -> bool:
-    """:func:`_meets`, with R6's ``false`` anonymousId."""
-    return _meets(wanted, value) or (value is False and name in _FALSE_ALLOWED)
+    """Whether field ``name``'s ``value`` is what its check names (:data:`_ID`, :data:`_TEXT`,
+    :data:`_OBJECT`); null always is, and ``false`` where R6 allows it. (The tables name the
+    checks instead of holding functions: compiled, a call through a table is a generic call,
+    issue 21.)"""
+    if value is None:
+        return True
+    if wanted == _TEXT:
+        return isinstance(value, str)
+    if wanted == _OBJECT:
+        return isinstance(value, dict)
+    return isinstance(value, str) or is_number(value) or (value is False and name in _FALSE_ALLOWED)
 
 
 _FALSE_ALLOWED: Final = frozenset({"anonymousId", "setAnonymousId"})

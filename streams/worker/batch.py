@@ -41,7 +41,6 @@ from enrichers import (
     parse_raw_event,
     prepare_event,
 )
-from enrichers.hygiene import Placeholders, without_placeholders
 from enrichers.identity import add_user_ids_named
 from enrichers.profiles import coalesce_profiles, merge_traits
 from enrichers.regulations import Digests, IdKind, event_ids, raw_ids
@@ -180,19 +179,20 @@ class _Accepted:
         self.ids = ids
         """R39: the digests of the event's ids (its stored userId is added once loaded)."""
 
-    def event(self, placeholders: Placeholders) -> RawEvent:
-        """The event as accepted; parsed and cleaned again once let go."""
+    def event(self, policy: Policy) -> RawEvent:
+        """The event as accepted; parsed and prepared again (:func:`prepare_event`) once let
+        go."""
         event = self._event
         if event is None:
             parsed = parse_raw_event(self.record.value)
             if not isinstance(parsed, RawEvent):  # it was accepted: parsing is deterministic
                 raise RuntimeError(f"an accepted record no longer parses: {parsed.code}")
-            event = self._event = without_placeholders(parsed, placeholders).event
+            event = self._event = prepare_event(parsed, self.source, policy).event
         return event
 
-    def applying(self, placeholders: Placeholders) -> RawEvent:
+    def applying(self, policy: Policy) -> RawEvent:
         """The event, let go here: the caller's reference is the last."""
-        event = self.event(placeholders)
+        event = self.event(policy)
         self._event = None
         return event
 
@@ -582,7 +582,7 @@ class BatchProcessor:
             return {}
         candidates: list[str] = []
         for item in accepted:
-            event = item.event(self._policy.placeholders)
+            event = item.event(self._policy)
             add_user_ids_named(event, stored.get(item.device.key, EMPTY_DEVICE), candidates)
         traits = await self._retrying(
             lambda: self._store.load_user_traits(candidates), "load profiles"
@@ -607,11 +607,10 @@ class BatchProcessor:
         letters go to ``out``. ``redo``: the events were counted already."""
         applied = _Applied()
         types: dict[str, int] = {}  # events by type, added to the Counter once (issue 21)
-        placeholders = self._policy.placeholders
         for item in accepted:
             key = item.device.key
             state = applied.states[key] if key in applied.states else stored.get(key, EMPTY_DEVICE)
-            event = item.applying(placeholders)  # freed at the next event
+            event = item.applying(self._policy)  # freed at the next event
             try:
                 outcome = enrich_event(
                     state, event, item.device, item.source, self._policy, user_traits

@@ -33,8 +33,8 @@ def test_an_event_let_go_is_parsed_and_cleaned_again_as_it_was_accepted() -> Non
             "traits": {"plan": "pro"},
         }
     )
-    applied = item.applying(POLICY.placeholders)
-    again = item.event(POLICY.placeholders)
+    applied = item.applying(POLICY)
+    again = item.event(POLICY)
     assert again is not applied, "the parsed event was kept after it was applied"
     assert again == applied
     assert "userId" not in again.fields
@@ -42,6 +42,6 @@ def test_an_event_let_go_is_parsed_and_cleaned_again_as_it_was_accepted() -> Non
 
 def test_an_event_not_let_go_is_the_one_accepted() -> None:
     item = accepted({"type": "track", "event": "Opened", "anonymousId": "aid-1"})
-    first = item.event(POLICY.placeholders)
-    assert item.event(POLICY.placeholders) is first
-    assert item.applying(POLICY.placeholders) is first
+    first = item.event(POLICY)
+    assert item.event(POLICY) is first
+    assert item.applying(POLICY) is first

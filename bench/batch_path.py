@@ -58,10 +58,7 @@ async def run(events: int, environ: dict[str, str], profile: bool) -> None:
     client = connect(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     app_id = f"batch-path-{uuid.uuid4().hex[:6]}"
     store = StateStore(
-        client,
-        KeySpace(app_id, settings.device_buckets),
-        settings.policy.device_ttl_ms,
-        devices_cached=settings.device_cache,
+        client, KeySpace(app_id, settings.device_buckets), settings.policy.device_ttl_ms
     )
     processor = BatchProcessor(store, Discard(), OutputTopics("w", "d", "x"), settings.policy)
     records = [

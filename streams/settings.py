@@ -76,13 +76,6 @@ def _positive_int(value: str) -> int:
     return number
 
 
-def _whole_number(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError("a whole number, 0 or more")
-    return number
-
-
 def _positive_float(value: str) -> float:
     number = float(value)
     if not number > 0:
@@ -370,13 +363,6 @@ class Settings:
         DEVICE_BUCKETS,
         "device records are fields of this many Redis hashes: about the devices expected over "
         "64 (fixed once the app has records)",
-    )
-    device_cache: int = _setting(
-        "ENRICHER_DEVICE_CACHE",
-        _whole_number,
-        32_768,
-        "devices whose last saved record a worker keeps decoded (about 1 KB each): a load that "
-        "finds that record again takes it instead of decoding it; 0: none",
     )
     device_sweep_interval: float = _setting(
         "ENRICHER_DEVICE_SWEEP_SECONDS",

@@ -35,7 +35,7 @@ from redis.crc import key_slot
 from redis.exceptions import NoScriptError, RedisError
 
 from enrichers import DeviceState
-from enrichers.caches import Generations, remembered
+from enrichers.caches import remembered
 from enrichers.ids import INT_FROM_BYTES, uuid_text
 from enrichers.policy import DAY_MS
 from enrichers.profiles import ProfileMerge
@@ -154,7 +154,6 @@ class StateStore:
         keys: KeySpace,
         device_ttl_ms: int,
         profile_max_ids: int = ANONYMOUS_IDS_PER_USER,
-        devices_cached: int = 0,
     ) -> None:
         self._profile_max_ids = profile_max_ids
         self._client = client
@@ -168,16 +167,6 @@ class StateStore:
         self._device_buckets: dict[str, tuple[str, int]] = {}
         """The bucket of each recent device, by its key: a batch's save finds what its load
         worked out, without encoding and checksumming the key again (issue 21)."""
-        self._saved: Generations[str, tuple[bytes, DeviceState, int, IdentityParts]] = Generations(
-            devices_cached
-        )
-        """The record each recent device was last saved with by this store, with the state it
-        encodes, its version and its JSON and packed anonymousId: a load that finds those very
-        bytes takes the state instead of decoding them (issue 21; a device's next batch finds
-        the record its last one saved, unless another worker saved it since), and a save of
-        the same identity takes the JSON (:func:`encode_device_like`). Bytes equal, the state
-        is the one decoding gives (tests/streams/test_device_record.py), whatever happened
-        meanwhile. ``devices_cached`` bounds it (ENRICHER_DEVICE_CACHE; 0: none)."""
 
     def _slot(self, key: str) -> int:
         """The hash slot of ``key`` on a cluster; 0 for every key on a single Redis (where
@@ -224,7 +213,7 @@ class StateStore:
             return {}
         by_slot = self._by_slot(device_keys)
         replies = await self._scripted(lambda: self._load(by_slot, []))
-        return self._found(by_slot, replies)
+        return _found(by_slot, replies)
 
     def _by_slot(self, device_keys: Iterable[str]) -> dict[int, dict[str, str]]:
         """The distinct device keys by the slot of their bucket: device key -> bucket."""
@@ -246,25 +235,6 @@ class StateStore:
                 pipe.execute_command(*command)
             return await pipe.execute()
 
-    def _found(
-        self, by_slot: Mapping[int, Mapping[str, str]], replies: Sequence[Any]
-    ) -> dict[str, DeviceState]:
-        """The devices ``load_devices.lua`` found (its replies first in ``replies``)."""
-        found: dict[str, DeviceState] = {}
-        for devices, records in zip(by_slot.values(), replies, strict=False):
-            for key, record in zip(devices, records, strict=True):
-                if record is not None:
-                    found[key] = self._decoded(key, record)
-        return found
-
-    def _decoded(self, key: str, record: bytes) -> DeviceState:
-        """A device's stored record, decoded: the state this store saved it with when it is
-        the record saved last (:attr:`_saved`)."""
-        saved = self._saved.get(key)
-        if saved is not None and saved[0] == record:
-            return saved[1].changed(version=saved[2])
-        return decode_device(record)
-
     async def load_checked(
         self, device_keys: Sequence[str], digests: Sequence[bytes]
     ) -> CheckedLoad:
@@ -276,7 +246,7 @@ class StateStore:
             lambda: self._load(by_slot, [self._check_suppressed(digests)])
         )
         size, held = _suppressed_reply(digests, replies[-1])
-        return CheckedLoad(self._found(by_slot, replies), held, size > 0)
+        return CheckedLoad(_found(by_slot, replies), held, size > 0)
 
     def _check_suppressed(self, digests: list[bytes]) -> tuple[Any, ...]:
         """``check_suppressed.lua`` over ``digests`` (all of one width): one argument for them
@@ -373,15 +343,7 @@ class StateStore:
             call.keys.append(bucket)
             call.ids.append(write.key)
             streams = advanced.get(write.key, {})
-            if write.delete:
-                record = b""
-            else:
-                saved = self._saved.get(write.key)
-                like = (
-                    saved[3] if saved is not None and same_identity(saved[1], write.state) else None
-                )
-                record, parts = encode_device_like(write.state, write.version, like)
-                self._saved.put(write.key, (record, write.state, write.version, parts))
+            record = b"" if write.delete else encode_device(write.state, write.version)
             batch = str(write.state.version)
             for stream, offset in streams.items():
                 batch += f";{stream}={offset}"
@@ -525,6 +487,18 @@ class StateStore:
         return bool(values) and min(values) >= LISTPACK_VALUE
 
 
+def _found(
+    by_slot: Mapping[int, Mapping[str, str]], replies: Sequence[Any]
+) -> dict[str, DeviceState]:
+    """The devices ``load_devices.lua`` found (its replies first in ``replies``)."""
+    return {
+        key: decode_device(record)
+        for devices, records in zip(by_slot.values(), replies, strict=False)
+        for key, record in zip(devices, records, strict=True)
+        if record is not None
+    }
+
+
 @dataclass
 class _ScriptCall:
     """One script call: keys of one hash slot and their arguments."""
@@ -562,85 +536,51 @@ def encode_device(state: DeviceState, version: int | None = None) -> bytes:
     of 161 for an anonymous device seen three times, 585 instead of 1,198 with a full window
     of 64 messageIds; and quicker to read. ``version``: the record's version (by default the
     next after ``state.version``, :func:`next_version`)."""
-    return encode_device_like(state, version, None)[0]
-
-
-IdentityParts = tuple[bytes, bytes | None]
-"""A device record's JSON and packed anonymousId (None: the JSON holds it)."""
-
-
-def encode_device_like(
-    state: DeviceState, version: int | None, like: IdentityParts | None
-) -> tuple[bytes, IdentityParts]:
-    """:func:`encode_device`, and the record's :data:`IdentityParts`; ``like``: those of a
-    state of the same identity (:func:`same_identity`), taken instead of made again (most
-    events change only what is packed, issue 21)."""
-    if like is None:
-        document = state.identity_json()
-        aid = state.aid
-        uuid = _packed_uuid(aid) if aid is not None else None
-        if uuid is not None:
-            del document["a"]
-        like = (dumps(document), uuid)
-    else:
-        uuid = like[1]
+    document = state.identity_json()
     flags = 0
     packed: list[bytes] = []
     if state.last_seen_ms is not None:
         flags |= _LAST_SEEN
         packed.append(state.last_seen_ms.to_bytes(8, "big", signed=True))
+    aid = state.aid
+    uuid = _packed_uuid(aid) if aid is not None else None
     if uuid is not None:
         flags |= _UUID_AID
         packed.append(uuid)
+        del document["a"]
+    recent = state.recent
     if version is None:
         version = next_version(state.version)
     head = f"{VERSION}={version};{_FORMAT}={FORMAT}"
     for stream, offset in state.applied.items():  # (a loop: a generator is slower compiled)
         head += f";{stream}={offset}"
-    record = b"".join(
-        (head.encode(), b"\n", like[0], b"\n", bytes((flags,)), *packed, state.recent)
-    )
-    return record, like
-
-
-def same_identity(a: DeviceState, b: DeviceState) -> bool:
-    """Whether the records of two states hold the same JSON and anonymousId: the same ids and
-    generation count, and the very same traits and consent objects (equal mappings may still
-    serialise differently: ``1`` and ``1.0`` are equal, ``true`` and ``1`` too)."""
-    return (
-        a.aid == b.aid
-        and a.uid == b.uid
-        and a.gid == b.gid
-        and a.generated == b.generated
-        and a.utraits is b.utraits
-        and a.gtraits is b.gtraits
-        and a.consent is b.consent
+    return b"".join(
+        (
+            head.encode(),
+            b"\n",
+            dumps(document),
+            b"\n",
+            bytes((flags,)),
+            *packed,
+            recent,
+        )
     )
 
 
-_FROM_HEX: Final = bytes.fromhex
-"""``bytes.fromhex``, bound once (as :data:`enrichers.ids.INT_FROM_BYTES`)."""
-_PACKED_AIDS: Final[Generations[str, bytes]] = Generations(32_768)
-"""The packed form of the UUID anonymousIds encoded and decoded lately, by their text: a
-device's record is saved again a batch or more after it was last saved, and packing the text
-again cost a third of the encoding (issue 21). As many as ENRICHER_DEVICE_CACHE's default
-(a record taken from there is not decoded, so only its encoding names its anonymousId)."""
+_PACKED_AIDS: Final[dict[str, bytes]] = {}
+"""The packed form of the UUID anonymousIds decoded lately, by their text: a device's record is
+loaded and saved again in one batch, and packing the text again cost a third of the encoding
+(issue 21). Started over past :data:`_PACKED_AIDS_KEPT` (a batch or two of devices)."""
+_PACKED_AIDS_KEPT: Final = 8192
 
 
 def _packed_uuid(text: str) -> bytes | None:
     """The 16 bytes of a lowercase UUID (``8-4-4-4-12`` hex digits), None for any other text:
-    unpacked, the bytes give ``text`` back."""
-    packed = _PACKED_AIDS.get(text)
-    if packed is None:
-        packed = _uuid_bytes(text)
-        if packed is not None:
-            _PACKED_AIDS.put(text, packed)
-    return packed
-
-
-def _uuid_bytes(text: str) -> bytes | None:
-    """:func:`_packed_uuid`, not remembered: checked by its shape instead of a pattern match,
+    unpacked, the bytes give ``text`` back. Checked by its shape instead of a pattern match,
     which cost a fifth of the encoding (issue 21)."""
+    packed = _PACKED_AIDS.get(text)
+    if packed is not None:
+        return packed
     if len(text) != 36 or text[8] != "-" or text[13] != "-" or text[18] != "-" or text[23] != "-":
         return None
     digits = text.replace("-", "")
@@ -649,7 +589,7 @@ def _uuid_bytes(text: str) -> bytes | None:
     if len(digits) != 32 or not digits.islower():
         return None
     try:
-        packed = _FROM_HEX(digits)
+        packed = bytes.fromhex(digits)
     except ValueError:
         return None
     return packed if len(packed) == 16 else None
@@ -700,7 +640,7 @@ def decode_device(record: bytes) -> DeviceState:
     if flags & _UUID_AID:
         uuid = packed[at : at + 16]
         aid = uuid_text(uuid)
-        _PACKED_AIDS.put(aid, uuid)
+        remembered(_PACKED_AIDS, aid, uuid, _PACKED_AIDS_KEPT)
         at += 16
     return DeviceState(
         aid=aid,

@@ -139,7 +139,6 @@ def create_app(settings: Settings) -> EnricherApp:
         settings.keys,
         settings.policy.device_ttl_ms,
         settings.profile_max_ids,
-        settings.device_cache,
     )
     app.enricher_writer = BatchWriter(settings)
     processor = BatchProcessor.from_settings(

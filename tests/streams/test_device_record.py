@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -18,15 +17,7 @@ from enrichers.state import packed_digests
 from enrichers.timestamps import MAX_MS, MIN_MS
 from streams.state.keys import KeySpace
 from streams.state.redis_client import connect
-from streams.state.store import (
-    VERSION,
-    DeviceWrite,
-    StateStore,
-    decode_device,
-    encode_device,
-    encode_device_like,
-    same_identity,
-)
+from streams.state.store import VERSION, DeviceWrite, StateStore, decode_device, encode_device
 
 ids = st.one_of(st.none(), st.text(max_size=40), st.uuids().map(str))
 int64 = st.integers(-(2**63), 2**63 - 1)  # orjson writes 64-bit integers (R35 keeps the rest out)
@@ -58,32 +49,6 @@ def test_format_2_round_trips_every_state(state: DeviceState) -> None:
     assert decoded.version > 0
     # saved again as loaded (a UUID anonymousId packed from what its decoding kept): same bytes
     assert encode_device(decoded, decoded.version) == record
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    states,
-    st.one_of(st.none(), st.integers(MIN_MS, MAX_MS)),
-    st.lists(st.integers(0, 2**52 - 1), max_size=64).map(packed_digests),
-    st.dictionaries(st.from_regex(r"[a-z.]{1,12}/\d{1,3}", fullmatch=True), st.integers(0)),
-)
-def test_a_record_made_like_an_earlier_one_of_the_same_identity_is_the_same_bytes(
-    state: DeviceState, last_seen: int | None, recent: bytes, applied: dict[str, int]
-) -> None:
-    """Issue 21: a save takes the JSON and packed anonymousId of the record saved last when
-    only the bookkeeping changed; the record is the one encoding the state whole gives."""
-    later = state.changed(last_seen_ms=last_seen, recent=recent, applied=applied)
-    assert same_identity(state, later)
-    _, parts = encode_device_like(state, 7, None)
-    assert encode_device_like(later, 8, parts)[0] == encode_device(later, 8)
-
-
-def test_equal_traits_of_another_spelling_are_not_the_same_identity() -> None:
-    """1 and 1.0 (and true and 1) are equal in Python but not in JSON: only the very same
-    traits objects let a save take the JSON of the record before."""
-    assert not same_identity(SEEN, SEEN.changed(utraits={"email": "a@example.com"}))
-    assert not same_identity(SEEN.changed(utraits={"n": 1}), SEEN.changed(utraits={"n": 1.0}))
-    assert not same_identity(SEEN, SEEN.changed(consent={"ads": True}))
 
 
 def format_1(state: DeviceState, version: int) -> bytes:
@@ -165,106 +130,3 @@ def test_only_a_lowercase_uuid_is_packed_every_other_anonymous_id_round_trips(ai
     assert decode_device(record).aid == aid
     assert aid.encode() in record
     assert AID.encode() not in encode_device(SEEN)
-
-
-KINDS_OF_STATE = {
-    "identified": SEEN,
-    "grouped, with consent": SEEN.changed(
-        gid="g-1", gtraits={"name": "Acme", "seats": 3}, consent={"analytics": False}
-    ),
-    "anonymous id not a UUID": SEEN.changed(aid="anon 7", uid=None, utraits={}),
-    "only bookkeeping": DeviceState(last_seen_ms=5, applied={"events.raw/0": 1}),
-}
-
-
-def test_a_device_saved_last_by_this_store_loads_as_decoding_its_record_would(
-    redis_url: str,
-) -> None:
-    """Issue 21: a store remembers the records it saved last (ENRICHER_DEVICE_CACHE) and loads
-    them without decoding; what it loads is what a store without that memory loads."""
-
-    async def run() -> tuple[dict[str, DeviceState], dict[str, DeviceState]]:
-        client = connect(redis_url)
-        try:
-            keys = KeySpace(f"t-{uuid.uuid4().hex[:8]}")
-            caching = StateStore(client, keys, 86_400_000, devices_cached=64)
-            writes = [DeviceWrite(name, state) for name, state in KINDS_OF_STATE.items()]
-            result = await caching.save(writes, {}, {}, {})
-            assert result.refused == 0 and not result.conflicts
-            return (
-                await caching.load_devices(list(KINDS_OF_STATE)),
-                await StateStore(client, keys, 86_400_000).load_devices(list(KINDS_OF_STATE)),
-            )
-        finally:
-            await client.aclose()
-
-    remembered, decoded = asyncio.run(run())
-    assert remembered == decoded == KINDS_OF_STATE
-    for name, state in remembered.items():
-        assert state.version == decoded[name].version > 0
-        assert state.utraits is KINDS_OF_STATE[name].utraits  # taken, not decoded
-
-
-def test_a_device_saved_since_by_another_worker_loads_as_that_worker_saved_it(
-    redis_url: str,
-) -> None:
-    """Issue 21, R34: the remembered record is used only while Redis holds those very bytes:
-    after another worker's save, and after this store's own save was refused as a conflict,
-    a load gives what Redis holds."""
-
-    async def run() -> list[DeviceState]:
-        client = connect(redis_url)
-        try:
-            keys = KeySpace(f"t-{uuid.uuid4().hex[:8]}")
-            mine = StateStore(client, keys, 86_400_000, devices_cached=64)
-            other = StateStore(client, keys, 86_400_000, devices_cached=64)
-            await mine.save([DeviceWrite("d", SEEN)], {}, {}, {})
-            loaded = (await mine.load_devices(["d"]))["d"]
-            theirs = loaded.changed(uid="user-2", applied={"events.raw/3": 10300})
-            assert not (await other.save([DeviceWrite("d", theirs)], {}, {}, {})).conflicts
-            after_theirs = (await mine.load_devices(["d"]))["d"]
-            # this store saves over the version it loaded first: a conflict, nothing written
-            refused = loaded.changed(uid="user-3")
-            assert (await mine.save([DeviceWrite("d", refused)], {}, {}, {})).conflicts == {"d"}
-            return [loaded, after_theirs, (await mine.load_devices(["d"]))["d"]]
-        finally:
-            await client.aclose()
-
-    loaded, after_theirs, after_conflict = asyncio.run(run())
-    assert after_theirs == SEEN.changed(uid="user-2", applied={"events.raw/3": 10300})
-    assert after_theirs.version == loaded.version + 1
-    assert after_conflict == after_theirs and after_conflict.version == after_theirs.version
-
-
-def test_saves_of_one_device_in_turn_load_as_saved_by_any_store(redis_url: str) -> None:
-    """Issue 21: a store saving a device again takes the JSON of its record before when only
-    the bookkeeping changed, and makes it again when traits changed, even to an equal value of
-    another spelling (1.0 after 1): what a store without its memory loads is each state as
-    saved."""
-    changes: list[Callable[[DeviceState], DeviceState]] = [
-        lambda s: s.changed(last_seen_ms=1_795_946_452_703, applied={"events.raw/3": 10300}),
-        lambda s: s.changed(utraits={"seats": 1.0}),
-        lambda s: s.changed(recent=s.recent[8:], applied={"events.raw/3": 10301}),
-    ]
-
-    async def run() -> list[tuple[DeviceState, DeviceState]]:
-        client = connect(redis_url)
-        try:
-            keys = KeySpace(f"t-{uuid.uuid4().hex[:8]}")
-            store = StateStore(client, keys, 86_400_000, devices_cached=64)
-            saved: list[tuple[DeviceState, DeviceState]] = []  # (as saved, as loaded afresh)
-            state = SEEN.changed(utraits={"seats": 1})
-            for change in [*changes, None]:
-                assert not (await store.save([DeviceWrite("d", state)], {}, {}, {})).conflicts
-                afresh = await StateStore(client, keys, 86_400_000).load_devices(["d"])
-                saved.append((state, afresh["d"]))
-                if change is not None:
-                    state = change((await store.load_devices(["d"]))["d"])
-            return saved
-        finally:
-            await client.aclose()
-
-    saved = asyncio.run(run())
-    assert [loaded for _, loaded in saved] == [state for state, _ in saved]
-    seats = [loaded.utraits["seats"] for _, loaded in saved]
-    assert [type(n) for n in seats] == [int, int, float, float]

@@ -850,6 +850,10 @@ class Compared:
         return self.median(1)
 
 
+def _from_first(run: Run) -> float:
+    return float(run.outputs["from_first_output"]["events_per_second"])
+
+
 def core_results(compared: Compared) -> dict[str, Any]:
     """Issue 21's table: rate against the plain loop, CPU and Redis commands per event,
     Redis bytes per device; the rounds it is the median of."""
@@ -880,6 +884,14 @@ def core_results(compared: Compared) -> dict[str, Any]:
                 "policies_vs_plain": round(
                     runs[2].events_per_second / runs[0].events_per_second, 3
                 ),
+                # the measure before the steady window (SteadyWindow), for comparison
+                "from_first_output": {
+                    "events_per_second": [
+                        run.outputs["from_first_output"]["events_per_second"] for run in runs
+                    ],
+                    "enricher_vs_plain": round(_from_first(runs[1]) / _from_first(runs[0]), 3),
+                    "policies_vs_plain": round(_from_first(runs[2]) / _from_first(runs[0]), 3),
+                },
             }
             for runs in compared.rounds
         ],

@@ -295,11 +295,18 @@ class Bench:
     def start(
         self, name: str, argv: list[str], env: dict[str, str]
     ) -> tuple[subprocess.Popen[bytes], Path]:
+        # a log of its own: the rounds and the scaling table's runs start programs of the same
+        # name again, and a log appended to would show the readiness and partitions of the
+        # run before (wait_ready, _settled) before this process wrote any
         log = self.workdir / f"{name}.log"
+        again = 1
+        while log.exists():
+            again += 1
+            log = self.workdir / f"{name}.{again}.log"
         process = subprocess.Popen(
             argv,
             env={**os.environ, **env},
-            stdout=log.open("ab"),
+            stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )

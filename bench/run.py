@@ -205,6 +205,11 @@ class SteadyWindow:
     def seconds(self) -> float:
         return (self.end_ms - self.start_ms) / 1000 or 0.001
 
+    @property
+    def from_first_seconds(self) -> float:
+        """From the first record instead (the measure before this window)."""
+        return (self.end_ms - self.stamps[0]) / 1000 or 0.001
+
     def events(self, total: int) -> float:
         """Of ``total`` raw events, the share whose outputs came after the first burst."""
         return total * (len(self.stamps) - self.first_burst) / len(self.stamps)
@@ -430,12 +435,11 @@ class Bench:
         window = SteadyWindow.of(sorted(ts for ts, _ in records))
         events = window.events(EVENTS)  # raw events, as the rate counts them
         cpu_us = sampler.between(window.start_ms, window.end_ms) * 1e6 / events
-        whole = (window.stamps[-1] - window.stamps[0]) / 1000 or 0.001
         extra["first_output_burst_records"] = window.first_burst
         extra["from_first_output"] = {
-            "events_per_second": round(EVENTS / whole),
+            "events_per_second": round(EVENTS / window.from_first_seconds),
             "cpu_us_per_event": round(
-                sampler.between(window.stamps[0], window.stamps[-1]) * 1e6 / EVENTS, 1
+                sampler.between(window.stamps[0], window.end_ms) * 1e6 / EVENTS, 1
             ),
         }
         run = Run(

@@ -189,7 +189,7 @@ class SteadyWindow:
         end = next(
             (n for n in range(1, len(stamps)) if stamps[n] - stamps[n - 1] > BURST_GAP_MS), 0
         )
-        if end == 0 or end == len(stamps) - 1:
+        if end == len(stamps) - 1:  # only the last record after a pause: no window left
             end = 0
         return cls(stamps, end)
 

@@ -130,3 +130,56 @@ def test_only_a_lowercase_uuid_is_packed_every_other_anonymous_id_round_trips(ai
     assert decode_device(record).aid == aid
     assert aid.encode() in record
     assert AID.encode() not in encode_device(SEEN)
+
+
+BODY = b'{"u":"user-1","ut":{"note":";events.raw/3=99999999"}}'
+"""A record's JSON holding what looks like a fence entry: only the head is the fence."""
+
+
+@pytest.mark.parametrize(
+    ("head", "advanced", "written"),
+    [
+        ("~=77;#=2;events.raw/3=10299", {"events.raw/3": 10299}, False),
+        ("~=77;#=2;events.raw/3=10299", {"events.raw/3": 10300}, True),
+        # another stream's name begins with ours: each is its own
+        ("~=77;#=2;events.raw/30=99999;events.raw/3=10", {"events.raw/3": 11}, True),
+        ("~=77;#=2;events.raw/3=10;events.raw/30=99999", {"events.raw/30": 500}, False),
+        ("~=77;#=2", {"events.raw/3": 5}, True),  # only the body names the stream
+        # every stream advanced is checked, the stale one refuses the whole device
+        ("~=77;#=2;a/0=5;b/1=9", {"a/0": 6, "b/1": 9}, False),
+        ("~=77;#=2;a/0=5;b/1=9", {"a/0": 6, "b/1": 10}, True),
+        ("~=77;events.raw/3=10299", {"events.raw/3": 10299}, False),  # format 1's head
+        # a head in another order (the version not first) is read field by field
+        ("events.raw/3=10299;~=77", {"events.raw/3": 10299}, False),
+        ("events.raw/3=10299;~=77", {"events.raw/3": 10300}, True),
+    ],
+)
+def test_r34_the_fence_is_the_stored_heads_offset_of_each_stream_advanced(
+    redis_url: str, head: str, advanced: dict[str, int], written: bool
+) -> None:
+    """save_devices.lua refuses a device whose stored head has an offset at or beyond the
+    batch's for any stream the batch advanced (a newer owner wrote it), and writes it over the
+    version it was loaded at otherwise."""
+    packed = b"\n\x00" if ";#=2" in head else b""  # format 2: a flags byte, nothing packed
+    stored = head.encode() + b"\n" + BODY + packed
+
+    async def run() -> tuple[int, bytes]:
+        client = connect(redis_url)
+        try:
+            store = StateStore(client, KeySpace(f"t-{uuid.uuid4().hex[:8]}"), 86_400_000)
+            bucket = store.keys.device_bucket("d")
+            await client.hset(bucket, "d", stored)
+            loaded = (await store.load_devices(["d"]))["d"]
+            assert loaded.version == 77
+            state = loaded.changed(uid="user-2", applied={**loaded.applied, **advanced})
+            result = await store.save([DeviceWrite("d", state)], {"d": advanced}, {}, {})
+            assert not result.conflicts
+            return result.refused, await client.hget(bucket, "d")
+        finally:
+            await client.aclose()
+
+    refused, after = asyncio.run(run())
+    assert refused == (0 if written else 1)
+    assert (after != stored) == written
+    if written:
+        assert decode_device(after).uid == "user-2" and decode_device(after).version == 78
